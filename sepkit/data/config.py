@@ -1,0 +1,47 @@
+"""The ``data`` section of a recipe: where the corpus is and how batches are made from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class DataConfig:
+    # Corpus root. Layouts: our manifest CSVs, wsj0-2mix folders (tr/cv/tt), LibriMix metadata CSVs.
+    root: str = ""
+    format: Literal["auto", "manifest", "wsj0-mix", "librimix"] = "auto"
+    train_split: str = "train"
+    valid_split: str = "valid"
+    test_split: str = "test"
+    sample_rate: int = 8000
+    num_spks: int = 2
+    # Add the corpus's noise track to the mixture target set (WHAM!-style noisy separation).
+    use_noise: bool = False
+    # Random crop of training examples (seed recipe names); validation/test use whole utterances.
+    limit_training_signal_len: bool = True
+    training_signal_len: int = 32000
+    batch_size: int = 4
+    eval_batch_size: int = 1
+    num_workers: int = 0
+    # New mixtures every epoch from the single-speaker sources (train split only).
+    dynamic_mixing: bool = False
+    speed_perturb: bool = False
+    speed_perturb_range: tuple[float, float] = (0.95, 1.05)
+    # What a bad file (missing, corrupt, NaN, wrong rate, silent source...) does at start-up.
+    on_bad_example: Literal["error", "skip"] = "error"
+    # Use only the first N examples of each split (0 = all); handy for smoke runs.
+    max_examples: int = 0
+
+    def validate(self) -> None:
+        if self.sample_rate <= 0:
+            raise ValueError("data.sample_rate: must be positive")
+        if self.num_spks < 1:
+            raise ValueError("data.num_spks: must be >= 1")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("data.batch_size: must be >= 1")
+        if self.training_signal_len < 1:
+            raise ValueError("data.training_signal_len: must be positive")
+        lo, hi = self.speed_perturb_range
+        if not 0 < lo <= hi:
+            raise ValueError("data.speed_perturb_range: need 0 < low <= high")

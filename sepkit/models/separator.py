@@ -1,0 +1,54 @@
+"""Encoder -> mask network -> decoder: the composition shared by Conv-TasNet, DPRNN and SepFormer."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sepkit.models.filterbank import Decoder, Encoder
+
+
+class MaskingSeparator(nn.Module):
+    """``mix [B, T] -> est [B, C, T]`` for any T.
+
+    The mask network maps encoded frames ``[B, N, F]`` to masks ``[B, C, N, F]``. With ``pad_input``
+    the mixture is zero-padded so the analysis windows cover every sample (then trimmed back); without
+    it, trailing samples that do not fill a window are dropped and the output zero-padded, which is
+    what SpeechBrain's SepFormer does (``pad_input=False`` keeps imported models numerically equal).
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        masknet: nn.Module,
+        decoder: Decoder,
+        num_spks: int,
+        pad_input: bool = True,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.masknet = masknet
+        self.decoder = decoder
+        self.num_spks = num_spks
+        self.pad_input = pad_input
+
+    def _padding(self, length: int) -> int:
+        k, s = self.encoder.kernel_size, self.encoder.stride
+        if length <= k:
+            return k - length
+        return (-(length - k)) % s
+
+    def forward(self, mix: Tensor) -> Tensor:
+        if mix.dim() != 2:
+            raise ValueError(f"expected mix [B, T], got shape {tuple(mix.shape)}")
+        batch, length = mix.shape
+        if self.pad_input:
+            mix = F.pad(mix, (0, self._padding(length)))
+        frames = self.encoder(mix)  # [B, N, F]
+        masks = self.masknet(frames)  # [B, C, N, F]
+        masked = frames.unsqueeze(1) * masks
+        est = self.decoder(masked.flatten(0, 1)).view(batch, self.num_spks, -1)
+        out_len = est.shape[-1]
+        if out_len >= length:
+            return est[..., :length]
+        return F.pad(est, (0, length - out_len))

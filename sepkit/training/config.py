@@ -1,0 +1,66 @@
+"""Trainer and optimiser settings. Field names and defaults of the robust step follow SpeechBrain's
+separation recipes (``threshold_byloss``, ``threshold``, ``clip_grad_norm``, ``loss_upper_lim``...) so
+users moving over recognise them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Precision = Literal["fp32", "fp16", "bf16"]
+
+
+@dataclass
+class TrainConfig:
+    # --- the robust step (seed names and defaults) ---
+    threshold_byloss: bool = True
+    threshold: float = -30.0  # keep examples whose loss (negative SI-SNR, dB) is above this
+    clip_grad_norm: float = 5.0  # negative disables clipping
+    loss_upper_lim: float = 999999.0  # a step whose loss is above this is skipped
+    save_audio: bool = False
+    n_audio_to_save: int | None = None  # None = all test examples
+    precision: Precision = "fp32"
+    grad_accumulation: int = 1
+    # --- PIT ---
+    pit_method: Literal["auto", "exhaustive", "hungarian"] = "auto"
+    # --- how long ---
+    epochs: int = 10
+    max_steps: int | None = None  # optimiser updates, counted across epochs
+    max_minutes: float | None = None  # wall-clock budget of the training loop (resumes count on)
+    # --- schedule and stopping ---
+    lr_scheduler: Literal["none", "plateau"] = "plateau"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 1e-6
+    early_stopping_patience: int | None = None  # epochs without validation improvement
+    # --- checkpoints and logging ---
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_minutes: float | None = 10.0
+    keep_best: int = 2  # best-N checkpoints by validation loss, plus the latest
+    log_every: int = 50  # flush metrics.csv every N steps
+    progress_bar: bool = True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def validate(self) -> None:
+        if self.grad_accumulation < 1:
+            raise ValueError("train.grad_accumulation: must be >= 1")
+        if self.n_audio_to_save is not None and self.n_audio_to_save < 0:
+            raise ValueError("train.n_audio_to_save: must be >= 0 or null")
+        if self.epochs < 1:
+            raise ValueError("train.epochs: must be >= 1")
+        if self.keep_best < 0:
+            raise ValueError("train.keep_best: must be >= 0")
+        if not 0 < self.plateau_factor < 1:
+            raise ValueError("train.plateau_factor: must be in (0, 1)")
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 1.5e-4  # SepFormer's published learning rate
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise ValueError("optim.lr: must be positive")

@@ -1,0 +1,1 @@
+"""Small helpers shared by several packages (atomic file output, logging)."""
