@@ -1,0 +1,539 @@
+"""The robust, model-agnostic separation trainer.
+
+A model is any ``nn.Module`` mapping ``mix [B, T]`` to ``est [B, C, T]``. One training step
+(:meth:`Trainer.fit_batch`):
+
+1. move the batch to the device; forward under autocast;
+2. per-example PIT negative SI-SNR, computed in float32 whatever the autocast dtype;
+3. the step guard filters easy examples (loss <= ``threshold``) with a mask and decides, from one
+   host sync (one all-reduce under DDP), whether to step: NaN/inf anywhere, a mean above
+   ``loss_upper_lim`` or nothing kept -> skip (no backward, no optimiser step, counted in
+   ``nonfinite_count``, logged loss 0.0);
+4. otherwise backward through the GradScaler; at the update step ``unscale_``, measure the gradient
+   norm (post all-reduce under DDP, so identical on every rank), skip if it is NaN/inf (the
+   scaler's scale is backed off so fp16 recovers), clip to ``clip_grad_norm``, step;
+5. gradients are always zeroed after an update or a skip; the detached loss is returned.
+
+A skipped step leaves parameters, optimiser moments, step counts and the LR schedule untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from sepkit.data.batch import Batch
+from sepkit.losses import apply_permutation, pit_si_snr
+from sepkit.training import runtime
+from sepkit.training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+from sepkit.training.config import TrainConfig
+from sepkit.training.step_guard import NONFINITE_GRAD, StepDecision, StepGuard
+from sepkit.training.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+Stage = Literal["valid", "test"]
+
+
+class Trainer:
+    """Drives one model through training, validation and test.
+
+    Args:
+        model: ``mix [B, T] -> est [B, C, T]``. Wrapped in DDP automatically when a process group
+            is initialised (torchrun).
+        optimizer: built over ``model.parameters()``.
+        config: the robust-step and loop settings.
+        run_dir: where metrics, checkpoints, saved audio and test results go (rank 0 writes);
+            ``None`` keeps everything in memory (handy in notebooks and tests).
+        sample_rate: of the audio, for saved WAV files and metrics.
+        run_config: the resolved run config (a plain dict), stored in checkpoints so a model can
+            be evaluated or used for separation from its checkpoint alone.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        config: TrainConfig | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        sample_rate: int = 8000,
+        run_config: dict[str, Any] | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.config = config or TrainConfig()
+        self.device = runtime.resolve_device(str(device) if device else self.config.device)
+        self.module = model.to(self.device)
+        self.optimizer = optimizer
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        self.model: nn.Module = self.module
+        if self.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.module, device_ids=device_ids)
+        self.sample_rate = sample_rate
+        self.run_config = run_config or {}
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.is_main = self.rank == 0
+
+        precision = self.config.precision
+        if precision == "fp16" and self.device.type not in ("cuda", "cpu"):
+            raise ValueError(f"train.precision=fp16 is not supported on {self.device.type}")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        self.scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        if self.config.lr_scheduler == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer,
+                mode="min",
+                factor=self.config.plateau_factor,
+                patience=self.config.plateau_patience,
+                min_lr=self.config.min_lr,
+            )
+        self.guard = StepGuard(self.config)
+        self.telemetry = Telemetry(self.run_dir, self.config.log_every, enabled=self.is_main)
+        self.checkpoints = (
+            CheckpointManager(self.run_dir / "checkpoints", self.config.keep_best)
+            if self.run_dir is not None
+            else None
+        )
+
+        # Counters (all saved in checkpoints).
+        self.step = 0  # training batches seen (fit_batch calls), skipped ones included
+        self.updates = 0  # optimiser steps actually taken
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.nonfinite_count = 0
+        self.skip_reasons: Counter[str] = Counter()
+        self.best_valid: float | None = None
+        self.epochs_without_improvement = 0
+        self.train_seconds = 0.0
+        self.last_grad_norm: float | None = None  # before clipping, of the latest update
+        self._micro_index = 0  # position inside a gradient-accumulation cycle
+        self._contributing = 0  # micro-batches of this cycle that ran backward
+        self._resumed = False
+        self._audio_saved = 0
+        self._last_valid: float | None = None  # validation loss not yet written to a checkpoint
+        self.test_rows: list[dict[str, Any]] = []
+
+    # ================================================================ the training step ==========
+    def fit_batch(self, batch: Batch) -> float:
+        """One training batch; returns the detached loss (0.0 when the step was skipped)."""
+        started = time.perf_counter()
+        self.module.train()
+        batch = batch.to(self.device, non_blocking=True)
+        accumulate = self.config.grad_accumulation
+        is_update = self._micro_index == accumulate - 1
+        sync_context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self.distributed and not is_update:
+            sync_context = self.model.no_sync()  # type: ignore[operator]
+
+        with sync_context:
+            with runtime.autocast(self.device, self.config.precision):
+                est = self.model(batch.mix)
+            per_example, _ = pit_si_snr(
+                est.float(), batch.sources.float(), method=self.config.pit_method
+            )
+            decision, local_sum = self.guard.decide(per_example)
+            if decision.take_step:
+                self.scaler.scale(local_sum * decision.backward_scale).backward()
+                self._contributing += 1
+            else:
+                self.nonfinite_count += 1
+                self.skip_reasons[decision.reason] += 1
+
+        grad_norm: float | None = None
+        clipped = False
+        reason = decision.reason
+        if is_update:
+            if self._contributing:
+                if self.distributed and not decision.take_step:
+                    self._allreduce_grads()  # DDP's hook did not run for this micro-batch
+                grad_norm, clipped, stepped = self._update()
+                if not stepped:
+                    reason = reason or NONFINITE_GRAD
+                    if decision.take_step:  # not counted above
+                        self.nonfinite_count += 1
+                        self.skip_reasons[NONFINITE_GRAD] += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self._contributing = 0
+        self._micro_index = (self._micro_index + 1) % accumulate
+
+        self.step += 1
+        self._log_step(batch, decision, reason, grad_norm, clipped, time.perf_counter() - started)
+        return decision.loss
+
+    def _update(self) -> tuple[float, bool, bool]:
+        """Unscale, check and clip the gradient, step. Returns (norm before clipping, clipped, stepped)."""
+        self.scaler.unscale_(self.optimizer)
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        if self._contributing > 1:  # mean over the accumulated micro-batches
+            torch._foreach_mul_(grads, 1.0 / self._contributing)
+        norm = torch.nn.utils.get_total_norm(grads)
+        max_norm = self.config.clip_grad_norm
+        if max_norm >= 0:
+            torch.nn.utils.clip_grads_with_norm_(self.module.parameters(), max_norm, norm)
+        total = float(norm)  # the step's second (and last) host sync
+        self.last_grad_norm = total
+        if not math.isfinite(total):
+            if self.scaler.is_enabled():
+                # Record the overflow so fp16 recovers: back the scale off, skip the step.
+                self.scaler.update(self.scaler.get_scale() * self.scaler.get_backoff_factor())
+            return total, False, False
+        # Finite norm => no inf/NaN in the grads, so step directly (scaler.step would re-check).
+        self.optimizer.step()
+        self.scaler.update()
+        self.updates += 1
+        return total, max_norm >= 0 and total > max_norm, True
+
+    def _allreduce_grads(self) -> None:
+        """Average accumulated gradients across ranks when the last micro-batch did no backward."""
+        for p in self.module.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad.div_(self.world_size)
+
+    def _log_step(
+        self,
+        batch: Batch,
+        decision: StepDecision,
+        reason: str,
+        grad_norm: float | None,
+        clipped: bool,
+        seconds: float,
+    ) -> None:
+        skipped_ids = [batch.ids[i] for i in decision.nonfinite_local if i < len(batch.ids)]
+        if skipped_ids:
+            log.warning(
+                "step %d: nonfinite loss for %s; step skipped", self.step, ", ".join(skipped_ids)
+            )
+        self.telemetry.step(
+            {
+                "step": self.step,
+                "epoch": self.epoch,
+                "batch": self.batch_in_epoch,
+                "loss": decision.loss,
+                "kept": decision.kept,
+                "total": decision.total,
+                "filtered": decision.total - decision.kept - decision.nonfinite,
+                "nonfinite": decision.nonfinite,
+                "grad_norm": "" if grad_norm is None else grad_norm,
+                "clipped": int(clipped),
+                "skipped": int(bool(reason)),
+                "reason": reason,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "loss_scale": self.scaler.get_scale() if self.scaler.is_enabled() else 1.0,
+                "skipped_ids": " ".join(skipped_ids),
+                "seconds": round(seconds, 5),
+            }
+        )
+
+    # ================================================================ evaluation ================
+    @torch.no_grad()
+    def evaluate_batch(self, batch: Batch, stage: Stage = "valid") -> float:
+        """Loss of one batch without gradients; in the test stage also per-utterance metrics and,
+        with ``save_audio``, WAV files for at most ``n_audio_to_save`` examples."""
+        with runtime.eval_mode(self.module):
+            batch = batch.to(self.device)
+            with runtime.autocast(self.device, self.config.precision):
+                est = self.module(batch.mix)
+            est = est.float()
+            per_example, perm = pit_si_snr(
+                est, batch.sources.float(), method=self.config.pit_method, lengths=batch.lengths
+            )
+            if stage == "test":
+                self._test_outputs(batch, apply_permutation(est, perm))
+        finite = torch.isfinite(per_example)
+        values = per_example[finite]
+        if values.numel() < per_example.numel():
+            bad = [batch.ids[i] for i in (~finite).nonzero().flatten().tolist()]
+            log.warning("%s: nonfinite loss for %s; left out of the mean", stage, ", ".join(bad))
+        return float(values.mean()) if values.numel() else math.nan
+
+    def _test_outputs(self, batch: Batch, aligned: Tensor) -> None:
+        from sepkit.evaluation.audio import save_example_audio
+        from sepkit.evaluation.metrics import utterance_metrics
+
+        limit = self.config.n_audio_to_save
+        for i, utt_id in enumerate(batch.ids):
+            length = int(batch.lengths[i]) if batch.lengths is not None else batch.mix.shape[-1]
+            mix = batch.mix[i, :length].cpu()
+            refs = batch.sources[i, :, :length].cpu()
+            est = aligned[i, :, :length].cpu()
+            row: dict[str, Any] = {"id": utt_id}
+            row.update(utterance_metrics(mix, refs, est, self.sample_rate))
+            self.test_rows.append(row)
+            wants_audio = self.config.save_audio and (limit is None or self._audio_saved < limit)
+            if wants_audio and self.is_main and self.run_dir is not None:
+                save_example_audio(self.run_dir / "audio", utt_id, mix, refs, est, self.sample_rate)
+                self._audio_saved += 1
+
+    def evaluate(self, loader: Iterable[Batch], stage: Stage = "valid") -> float:
+        """Mean loss over a loader (example-weighted; nonfinite examples left out)."""
+        total, count = 0.0, 0
+        bar = self._progress(loader, desc=stage)
+        for batch in bar:
+            loss = self.evaluate_batch(batch, stage)
+            if math.isfinite(loss):
+                total += loss * len(batch)
+                count += len(batch)
+        sums = torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
+        if self.distributed:
+            dist.all_reduce(sums)
+        total, count = sums.tolist()
+        return total / count if count else math.nan
+
+    def test(self, loader: Iterable[Batch]) -> dict[str, Any]:
+        """Per-utterance metrics over the test set; writes ``test_results.csv`` and the summary."""
+        from sepkit.evaluation.results import write_results
+
+        self.test_rows = []
+        self._audio_saved = 0
+        self.evaluate(loader, stage="test")
+        rows = self.test_rows
+        if self.distributed:
+            gathered: list[list[dict[str, Any]] | None] = [None] * self.world_size
+            dist.all_gather_object(gathered, rows)
+            seen: dict[str, dict[str, Any]] = {}
+            for part in gathered:
+                for row in part or []:
+                    seen.setdefault(row["id"], row)  # padded samplers repeat a few utterances
+            rows = list(seen.values())
+        summary: dict[str, Any] = {"num_utterances": len(rows)}
+        if self.is_main and self.run_dir is not None:
+            summary = write_results(self.run_dir, rows)
+        return summary
+
+    # ================================================================ the loop ==================
+    def fit(
+        self,
+        train_loader: Iterable[Batch],
+        valid_loader: Iterable[Batch] | None = None,
+        epochs: int | None = None,
+    ) -> dict[str, Any]:
+        """Train until ``epochs``, ``max_steps``, ``max_minutes`` or early stopping; resumes
+        automatically from the run directory's newest checkpoint."""
+        epochs = epochs or self.config.epochs
+        if not self._resumed:
+            self.resume()
+        budget_hit, stop_reason = self._budget_exhausted()
+        if budget_hit:  # e.g. re-running a finished demo: nothing left to do
+            epochs = self.epoch
+        clock = time.monotonic()
+        last_checkpoint = clock
+        train_seconds_at_start = self.train_seconds
+        while self.epoch < epochs:
+            self._start_epoch(train_loader)
+            budget_hit = False
+            bar = self._progress(train_loader, desc=f"epoch {self.epoch + 1}/{epochs}")
+            for batch in bar:
+                loss = self.fit_batch(batch)
+                self.batch_in_epoch += 1
+                now = time.monotonic()
+                self.train_seconds = train_seconds_at_start + (now - clock)
+                if self.step % 10 == 0 and isinstance(bar, tqdm):
+                    bar.set_postfix(loss=f"{loss:.2f}", skipped=self.nonfinite_count)
+                budget_hit, stop_reason = self._budget_exhausted()
+                if self._micro_index == 0 and self._checkpoint_due(now - last_checkpoint):
+                    self.save_checkpoint()
+                    last_checkpoint = now
+                if budget_hit:
+                    break
+            if not budget_hit:  # a full epoch: the next one starts from its first batch
+                self.epoch += 1
+                self.batch_in_epoch = 0
+            improved = self._validate(valid_loader)
+            self.save_checkpoint()
+            last_checkpoint = time.monotonic()
+            if budget_hit:
+                break
+            if self._early_stop(improved):
+                stop_reason = "early_stopping"
+                break
+        self.telemetry.flush()
+        return {
+            "stop_reason": stop_reason,
+            "steps": self.step,
+            "updates": self.updates,
+            "epochs": self.epoch,
+            "nonfinite_count": self.nonfinite_count,
+            "skip_reasons": dict(self.skip_reasons),
+            "best_valid_loss": self.best_valid,
+            "train_seconds": self.train_seconds,
+        }
+
+    def _start_epoch(self, loader: Iterable[Batch]) -> None:
+        """Position the data order at (epoch, batch_in_epoch) so a resume continues exactly."""
+        sampler = getattr(loader, "sampler", None)
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.epoch)
+        if self.batch_in_epoch:
+            batch_size = getattr(loader, "batch_size", None)
+            if hasattr(sampler, "set_start") and batch_size:
+                sampler.set_start(self.batch_in_epoch * batch_size)
+            else:
+                raise RuntimeError(
+                    "resuming mid-epoch needs a DataLoader with batch_size and a "
+                    "sepkit.data.sampler.ResumableSampler (sampler=...); got "
+                    f"{type(sampler).__name__}"
+                )
+
+    def _budget_exhausted(self) -> tuple[bool, str]:
+        cfg = self.config
+        if cfg.max_steps is not None and self.step >= cfg.max_steps:
+            return True, "max_steps"
+        if cfg.max_minutes is not None and self.train_seconds >= cfg.max_minutes * 60:
+            return True, "max_minutes"
+        return False, "epochs"
+
+    def _checkpoint_due(self, seconds_since: float) -> bool:
+        cfg = self.config
+        if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
+            return True
+        return bool(cfg.checkpoint_every_minutes and seconds_since >= cfg.checkpoint_every_minutes * 60)
+
+    def _validate(self, loader: Iterable[Batch] | None) -> bool:
+        """Validation loss -> LR schedule, best-checkpoint bookkeeping. Returns True if improved."""
+        if loader is None:
+            return False
+        valid_loss = self.evaluate(loader, stage="valid")
+        self._last_valid = valid_loss
+        if self.scheduler is not None and math.isfinite(valid_loss):
+            self.scheduler.step(valid_loss)
+        improved = math.isfinite(valid_loss) and (
+            self.best_valid is None or valid_loss < self.best_valid
+        )
+        if improved:
+            self.best_valid = valid_loss
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        self.telemetry.validation(
+            {
+                "epoch": self.epoch,
+                "step": self.step,
+                "valid_loss": valid_loss,
+                "valid_si_snr": -valid_loss,
+                "lr": self.optimizer.param_groups[0]["lr"],
+            }
+        )
+        if self.is_main:
+            log.info("epoch %d step %d: valid loss %.3f", self.epoch, self.step, valid_loss)
+        return improved
+
+    def _early_stop(self, improved: bool) -> bool:
+        patience = self.config.early_stopping_patience
+        return patience is not None and not improved and self.epochs_without_improvement >= patience
+
+    def _progress(self, loader: Iterable[Batch], desc: str) -> Iterator[Batch] | Iterable[Batch]:
+        if not (self.config.progress_bar and self.is_main):
+            return loader
+        return tqdm(
+            loader,
+            desc=desc,
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,
+        )
+
+    # ================================================================ checkpoints ===============
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model_spec": getattr(self.module, "sepkit_spec", None),
+            "model_state": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "trainer": {
+                "step": self.step,
+                "updates": self.updates,
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "nonfinite_count": self.nonfinite_count,
+                "skip_reasons": dict(self.skip_reasons),
+                "best_valid": self.best_valid,
+                "epochs_without_improvement": self.epochs_without_improvement,
+                "train_seconds": self.train_seconds,
+            },
+            "rng": runtime.rng_state(),
+            "config": self.run_config,
+            "sample_rate": self.sample_rate,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        try:
+            self.module.load_state_dict(state["model_state"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(
+                f"{source}: does not fit this model/optimiser ({first}); a checkpoint of another "
+                "model or config? Use a fresh --run-dir, or init_from= to take only compatible weights"
+            ) from err
+        counters = state["trainer"]
+        self.step = counters["step"]
+        self.updates = counters["updates"]
+        self.epoch = counters["epoch"]
+        self.batch_in_epoch = counters["batch_in_epoch"]
+        self.nonfinite_count = counters["nonfinite_count"]
+        self.skip_reasons = Counter(counters.get("skip_reasons", {}))
+        self.best_valid = counters["best_valid"]
+        self.epochs_without_improvement = counters["epochs_without_improvement"]
+        self.train_seconds = counters["train_seconds"]
+        runtime.set_rng_state(state["rng"])
+        self._micro_index = 0
+        self._contributing = 0
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def save_checkpoint(self) -> Path | None:
+        """Checkpoint the full training state (rank 0 writes; other ranks wait for it)."""
+        path = None
+        if self.checkpoints is not None and self.is_main:
+            self.telemetry.flush()
+            valid = self._last_valid
+            valid = valid if valid is not None and math.isfinite(valid) else None
+            path = self.checkpoints.save(self.state_dict(), self.step, valid)
+            self._last_valid = None
+        if self.distributed:
+            dist.barrier()
+        return path
+
+    def restore(self, path: str | Path) -> None:
+        """Load a specific training checkpoint (error naming the file if it does not fit)."""
+        self.load_state_dict(load_checkpoint(path), source=str(path))
+        self._resumed = True
+        self.telemetry.truncate_after(self.step)
+
+    def resume(self) -> bool:
+        """Resume from the run directory's newest loadable checkpoint, if there is one."""
+        self._resumed = True
+        if self.checkpoints is None:
+            return False
+        found = self.checkpoints.latest_loadable()
+        if found is None:
+            return False
+        path, state = found
+        self.load_state_dict(state, source=str(path))
+        self.telemetry.truncate_after(self.step)
+        if self.is_main:
+            log.info("resumed from %s (epoch %d, step %d)", path, self.epoch, self.step)
+        return True
