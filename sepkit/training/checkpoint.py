@@ -74,8 +74,8 @@ class CheckpointManager:
         return sorted(found, key=lambda c: c.step)
 
     def best(self) -> CheckpointInfo | None:
-        scored = [c for c in self.list() if c.valid_loss is not None]
-        return min(scored, key=lambda c: (c.valid_loss, -c.step)) if scored else None
+        scored = [(c.valid_loss, -c.step, c) for c in self.list() if c.valid_loss is not None]
+        return min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
 
     # ---- writing -------------------------------------------------------------------------------
     def save(self, state: dict[str, Any], step: int, valid_loss: float | None) -> Path:
@@ -106,8 +106,8 @@ class CheckpointManager:
         if not ckpts:
             return
         keep = {ckpts[-1].path}
-        scored = sorted((c for c in ckpts if c.valid_loss is not None), key=lambda c: c.valid_loss)
-        keep.update(c.path for c in scored[: self.keep_best])
+        scored = sorted((c.valid_loss, c.path) for c in ckpts if c.valid_loss is not None)
+        keep.update(path for _, path in scored[: self.keep_best])
         removed = False
         for c in ckpts:
             if c.path not in keep:

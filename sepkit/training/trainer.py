@@ -25,7 +25,7 @@ import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,6 +128,7 @@ class Trainer:
         self._audio_saved = 0
         self._last_valid: float | None = None  # validation loss not yet written to a checkpoint
         self.test_rows: list[dict[str, Any]] = []
+        self.test_metrics: tuple[str, ...] = ("si_snr", "sdr")
 
     # ================================================================ the training step ==========
     def fit_batch(self, batch: Batch) -> float:
@@ -145,7 +146,10 @@ class Trainer:
             with runtime.autocast(self.device, self.config.precision):
                 est = self.model(batch.mix)
             per_example, _ = pit_si_snr(
-                est.float(), batch.sources.float(), method=self.config.pit_method
+                est.float(),
+                batch.sources.float(),
+                method=self.config.pit_method,
+                lengths=batch.lengths,
             )
             decision, local_sum = self.guard.decide(per_example)
             if decision.take_step:
@@ -274,7 +278,9 @@ class Trainer:
             refs = batch.sources[i, :, :length].cpu()
             est = aligned[i, :, :length].cpu()
             row: dict[str, Any] = {"id": utt_id}
-            row.update(utterance_metrics(mix, refs, est, self.sample_rate))
+            row.update(
+                utterance_metrics(mix, refs, est, self.sample_rate, self.test_metrics, utt_id)
+            )
             self.test_rows.append(row)
             wants_audio = self.config.save_audio and (limit is None or self._audio_saved < limit)
             if wants_audio and self.is_main and self.run_dir is not None:
@@ -296,10 +302,13 @@ class Trainer:
         total, count = sums.tolist()
         return total / count if count else math.nan
 
-    def test(self, loader: Iterable[Batch]) -> dict[str, Any]:
-        """Per-utterance metrics over the test set; writes ``test_results.csv`` and the summary."""
-        from sepkit.evaluation.results import write_results
+    def test(self, loader: Iterable[Batch], metrics: Sequence[str] | None = None) -> dict[str, Any]:
+        """Per-utterance metrics over the test set (one pass); on rank 0 with a run directory,
+        writes ``test_results.csv`` and ``test_summary.json``. Returns the summary."""
+        from sepkit.evaluation.metrics import CORE_METRICS, check_metrics, result_columns
+        from sepkit.evaluation.results import summarize, write_results
 
+        self.test_metrics = tuple(check_metrics(metrics or CORE_METRICS))
         self.test_rows = []
         self._audio_saved = 0
         self.evaluate(loader, stage="test")
@@ -312,10 +321,12 @@ class Trainer:
                 for row in part or []:
                     seen.setdefault(row["id"], row)  # padded samplers repeat a few utterances
             rows = list(seen.values())
-        summary: dict[str, Any] = {"num_utterances": len(rows)}
+        rows.sort(key=lambda row: str(row["id"]))
+        columns = result_columns(self.test_metrics)
         if self.is_main and self.run_dir is not None:
-            summary = write_results(self.run_dir, rows)
-        return summary
+            write_results(self.run_dir, rows, columns)
+        self.test_rows = rows
+        return summarize(rows, columns)
 
     # ================================================================ the loop ==================
     def fit(
@@ -377,8 +388,8 @@ class Trainer:
 
     def _start_epoch(self, loader: Iterable[Batch]) -> None:
         """Position the data order at (epoch, batch_in_epoch) so a resume continues exactly."""
-        sampler = getattr(loader, "sampler", None)
-        dataset = getattr(loader, "dataset", None)
+        sampler: Any = getattr(loader, "sampler", None)
+        dataset: Any = getattr(loader, "dataset", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.epoch)
         if hasattr(dataset, "set_epoch"):
@@ -406,7 +417,9 @@ class Trainer:
         cfg = self.config
         if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
             return True
-        return bool(cfg.checkpoint_every_minutes and seconds_since >= cfg.checkpoint_every_minutes * 60)
+        return bool(
+            cfg.checkpoint_every_minutes and seconds_since >= cfg.checkpoint_every_minutes * 60
+        )
 
     def _validate(self, loader: Iterable[Batch] | None) -> bool:
         """Validation loss -> LR schedule, best-checkpoint bookkeeping. Returns True if improved."""

@@ -7,13 +7,12 @@ import math
 
 import pytest
 import torch
+from helpers.tiny_model import TinySeparator
 
 from sepkit.data import Batch
 from sepkit.losses import pit_si_snr
 from sepkit.training import TrainConfig
 from sepkit.training.trainer import Trainer
-
-from helpers.tiny_model import TinySeparator
 
 
 def make_batch(batch: int = 4, num: int = 2, length: int = 2000, seed: int = 0) -> Batch:
@@ -23,7 +22,10 @@ def make_batch(batch: int = 4, num: int = 2, length: int = 2000, seed: int = 0) 
     for _ in range(batch):
         freqs = 100 + 900 * torch.rand(num, 1, generator=gen)
         env = torch.rand(num, 1, generator=gen) + 0.2
-        sources.append(env * torch.sin(2 * math.pi * freqs * t) + 0.05 * torch.randn(num, length, generator=gen))
+        sources.append(
+            env * torch.sin(2 * math.pi * freqs * t)
+            + 0.05 * torch.randn(num, length, generator=gen)
+        )
     src = torch.stack(sources)
     return Batch(mix=src.sum(1), sources=src, ids=[f"utt{i}" for i in range(batch)])
 
@@ -120,7 +122,9 @@ def test_mixed_batch_gradient_is_mean_over_kept_examples() -> None:
     loss = trainer.fit_batch(batch)
     assert loss == pytest.approx(float(losses[kept].mean()), rel=1e-5)
     for name, param in trainer.module.named_parameters():
-        torch.testing.assert_close(before[name] - param.detach(), expected[name], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            before[name] - param.detach(), expected[name], rtol=1e-4, atol=1e-6
+        )
 
 
 def test_threshold_filter_off_uses_every_example() -> None:
@@ -135,7 +139,12 @@ def test_clipping_bounds_the_update(clip: float) -> None:
     trainer = make_trainer("sgd", lr=1.0, clip_grad_norm=clip)
     before = [p.detach().clone() for p in trainer.module.parameters()]
     trainer.fit_batch(make_batch(seed=7))
-    update = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, trainer.module.parameters())])
+    update = torch.cat(
+        [
+            (b - p.detach()).flatten()
+            for b, p in zip(before, trainer.module.parameters(), strict=True)
+        ]
+    )
     norm = float(update.norm())
     raw = trainer.last_grad_norm
     if clip > 0:
@@ -204,10 +213,12 @@ def test_gradient_accumulation_equals_big_batch() -> None:
         Batch(big.mix[2:], big.sources[2:], big.ids[2:]),
     ]
     one = make_trainer("sgd", lr=0.1, clip_grad_norm=-1.0, threshold_byloss=False)
-    two = make_trainer("sgd", lr=0.1, clip_grad_norm=-1.0, threshold_byloss=False, grad_accumulation=2)
+    two = make_trainer(
+        "sgd", lr=0.1, clip_grad_norm=-1.0, threshold_byloss=False, grad_accumulation=2
+    )
     one.fit_batch(big)
     for half in halves:
         two.fit_batch(half)
     assert two.updates == 1
-    for a, b in zip(one.module.parameters(), two.module.parameters()):
+    for a, b in zip(one.module.parameters(), two.module.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
