@@ -70,7 +70,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
             return tuple(
                 _coerce(v, a, f"{key}[{i}]")
-                for i, (v, a) in enumerate(zip(args, value, strict=True))
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
             )
         item = args[0] if args else Any
         items = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
