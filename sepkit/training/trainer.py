@@ -537,15 +537,26 @@ class Trainer:
         self.telemetry.truncate_after(self.step)
 
     def resume(self) -> bool:
-        """Resume from the run directory's newest loadable checkpoint, if there is one."""
+        """Resume from the run directory's newest loadable checkpoint, if there is one.
+
+        Under DDP rank 0 picks the file (and alone may move a corrupt one aside) and broadcasts
+        its path, so every rank restores the same step.
+        """
         self._resumed = True
         if self.checkpoints is None:
             return False
-        found = self.checkpoints.latest_loadable()
-        if found is None:
+        chosen: list[str | None] = [None]
+        state: dict[str, Any] | None = None
+        if self.is_main:
+            found = self.checkpoints.latest_loadable()
+            if found is not None:
+                chosen[0], state = str(found[0]), found[1]
+        if self.distributed:
+            dist.broadcast_object_list(chosen, src=0)
+        if chosen[0] is None:
             return False
-        path, state = found
-        self.load_state_dict(state, source=str(path))
+        path = Path(chosen[0])
+        self.load_state_dict(state or load_checkpoint(path), source=str(path))
         self.telemetry.truncate_after(self.step)
         if self.is_main:
             log.info("resumed from %s (epoch %d, step %d)", path, self.epoch, self.step)
