@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 
 class Encoder(nn.Module):
-    """Conv1d analysis filterbank (kernel L, hop L/2) followed by ReLU: ``[B, T] -> [B, N, frames]``.
+    """Conv1d analysis filterbank (kernel L, hop L/2) + ReLU: ``[B, T] -> [B, N, frames]``.
 
     No bias, as in Conv-TasNet and SepFormer, so that SpeechBrain/Asteroid weights load as they are.
     """
@@ -23,7 +23,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Transposed-conv synthesis filterbank: ``[B, N, frames] -> [B, T']`` with overlap-add built in."""
+    """Transposed-conv synthesis filterbank: ``[B, N, frames] -> [B, T']``, overlap-add built in."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int | None = None) -> None:
         super().__init__()

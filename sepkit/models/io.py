@@ -58,7 +58,9 @@ def read_payload(path: str | Path) -> dict[str, Any]:
             f"{err}); the file is corrupt or truncated"
         ) from err
     if not isinstance(payload, dict) or "model_state" not in payload or "model_spec" not in payload:
-        raise ModelFileError(f"{path}: not a sepkit checkpoint or model file (no model_spec/model_state)")
+        raise ModelFileError(
+            f"{path}: not a sepkit checkpoint or model file (no model_spec/model_state)"
+        )
     return payload
 
 

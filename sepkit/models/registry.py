@@ -62,7 +62,9 @@ def model_config_from_dict(spec: Mapping[str, Any]) -> tuple[str, Any]:
     if name is None:
         raise ConfigError(f"model.name: missing; one of {', '.join(sorted(_REGISTRY))}")
     if name not in _REGISTRY:
-        raise ConfigError(f"model.name: unknown model {name!r}; one of {', '.join(sorted(_REGISTRY))}")
+        raise ConfigError(
+            f"model.name: unknown model {name!r}; one of {', '.join(sorted(_REGISTRY))}"
+        )
     entry = _REGISTRY[name]
     presets: dict[str, dict[str, Any]] = getattr(entry.config_cls, "PRESETS", {})
     preset = params.pop("preset", "default")

@@ -1,4 +1,4 @@
-"""Encoder -> mask network -> decoder: the composition shared by Conv-TasNet, DPRNN and SepFormer."""
+"""Encoder -> mask network -> decoder: the composition shared by Conv-TasNet, DPRNN, SepFormer."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from sepkit.models.filterbank import Decoder, Encoder
 class MaskingSeparator(nn.Module):
     """``mix [B, T] -> est [B, C, T]`` for any T.
 
-    The mask network maps encoded frames ``[B, N, F]`` to masks ``[B, C, N, F]``. With ``pad_input``
-    the mixture is zero-padded so the analysis windows cover every sample (then trimmed back); without
-    it, trailing samples that do not fill a window are dropped and the output zero-padded, which is
-    what SpeechBrain's SepFormer does (``pad_input=False`` keeps imported models numerically equal).
+    The mask network maps encoded frames ``[B, N, F]`` to masks ``[B, C, N, F]``.
+
+    With ``pad_input`` the mixture is zero-padded so that the analysis windows cover every sample
+    (the output is trimmed back). Without it, trailing samples that do not fill a window are
+    dropped and the output is zero-padded, which is what SpeechBrain's SepFormer does:
+    ``pad_input=False`` keeps imported models numerically equal to their SpeechBrain originals.
+    Inputs shorter than one window are padded to one window in both modes (SpeechBrain fails).
     """
 
     def __init__(
@@ -42,7 +45,7 @@ class MaskingSeparator(nn.Module):
         if mix.dim() != 2:
             raise ValueError(f"expected mix [B, T], got shape {tuple(mix.shape)}")
         batch, length = mix.shape
-        if self.pad_input:
+        if self.pad_input or length < self.encoder.kernel_size:
             mix = F.pad(mix, (0, self._padding(length)))
         frames = self.encoder(mix)  # [B, N, F]
         masks = self.masknet(frames)  # [B, C, N, F]
