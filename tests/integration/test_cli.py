@@ -1,0 +1,81 @@
+"""The sepkit command as a user runs it: help texts, and errors that name the culprit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers.training import train_overrides
+
+from sepkit.cli import main
+
+RECIPE = Path(__file__).parents[2] / "recipes" / "demo.yaml"
+SUBCOMMANDS = [
+    "demo",
+    "prepare-demo",
+    "train",
+    "evaluate",
+    "separate",
+    "report",
+    "import-speechbrain",
+]
+
+
+def sepkit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sepkit", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = sepkit("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_subcommand_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: sepkit " + name in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.treshold=-20", "train.treshold: unknown key (did you mean 'threshold'?)"),
+        ("data.batch_size=two", "data.batch_size: expected an integer, got 'two'"),
+        ("model.preset=huge", "model.preset: unknown preset 'huge'"),
+    ],
+)
+def test_bad_override_is_one_clear_error(override: str, expected: str, tmp_path: Path) -> None:
+    result = sepkit("train", str(RECIPE), "--run-dir", str(tmp_path / "run"), override)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_with_changed_settings_is_refused(tiny_corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = sepkit(
+        "train", str(RECIPE), "--run-dir", str(run), "--no-test",
+        *train_overrides(tiny_corpus, "train.max_steps=2"),
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    changed = sepkit(
+        "train", str(RECIPE), "--run-dir", str(run), "--no-test",
+        *train_overrides(tiny_corpus, "train.max_steps=4", "optim.lr=0.5"),
+    )  # fmt: skip
+    assert changed.returncode == 2
+    assert "optim.lr: 0.001 -> 0.5" in changed.stderr
+    # A longer budget alone is a legitimate resume.
+    longer = sepkit(
+        "train", str(RECIPE), "--run-dir", str(run), "--no-test",
+        *train_overrides(tiny_corpus, "train.max_steps=4"),
+    )  # fmt: skip
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    assert "resumed from" in (run / "train.log").read_text()
