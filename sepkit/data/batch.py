@@ -39,7 +39,10 @@ class Batch:
                 f"Batch: expected mix [B, T] and sources [B, C, T], got {tuple(self.mix.shape)} "
                 f"and {tuple(self.sources.shape)}"
             )
-        if self.sources.shape[0] != self.mix.shape[0] or self.sources.shape[-1] != self.mix.shape[-1]:
+        if (
+            self.sources.shape[0] != self.mix.shape[0]
+            or self.sources.shape[-1] != self.mix.shape[-1]
+        ):
             raise ValueError(
                 f"Batch: mix {tuple(self.mix.shape)} and sources {tuple(self.sources.shape)} disagree"
             )

@@ -1,0 +1,141 @@
+"""Synthetic speakers for the demo corpus, grouped into voice-variant *families*.
+
+eSpeak NG's variants (``voices/!v``) are timbre presets; several are near-copies of each other
+(``iven`` … ``iven4``, ``klatt`` … ``klatt5``, ``Michael``/``Mario``). A first corpus split speakers
+at random and every test speaker shared a variant with training, so "unseen speakers" were not
+unseen. Here families are assigned whole to one split, so test voices are genuinely new timbres.
+
+A *speaker* is one variant with one English accent, a base pitch, pitch range and speaking rate.
+Variants whose output is not reproducible from run to run (those using eSpeak's breath noise) and
+robotic or novelty presets are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+#: family -> (gender, variants). Near-duplicate variants share a family.
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "m1": ("m", ("m1",)),
+    "m2": ("m", ("m2",)),
+    "m3": ("m", ("m3",)),
+    "m4": ("m", ("m4",)),
+    "m5": ("m", ("m5",)),
+    "m6": ("m", ("m6",)),
+    "m7": ("m", ("m7", "m8", "Nguyen")),
+    "iven": ("m", ("iven", "iven2", "iven3", "iven4")),
+    "klatt": ("m", ("klatt", "klatt2", "klatt3", "klatt4", "klatt5")),
+    "klatt6": ("m", ("klatt6", "adam", "benjamin", "david", "edward", "edward2", "mike2", "Reed")),
+    "gene": ("m", ("Gene", "Gene2")),
+    "michael": ("m", ("Michael", "Mario", "gustave", "marcelo")),
+    "iberian": ("m", ("Diogo", "Henrique", "Hugo", "michel", "miguel")),
+    "robert": ("m", ("rob", "robert", "quincy")),
+    "andy": ("m", ("Andy", "AnxiousAndy", "Lee")),
+    "paul": ("m", ("paul",)),
+    "ed": ("m", ("ed",)),
+    "jacky": ("m", ("Jacky",)),
+    "travis": ("m", ("travis",)),
+    "antonio": ("m", ("antonio",)),
+    "pedro": ("m", ("pedro",)),
+    "alex": ("m", ("Alex",)),
+    "denis": ("m", ("Denis",)),
+    "storm": ("m", ("Storm",)),
+    "grandpa": ("m", ("grandpa",)),
+    "kaukovalta": ("m", ("kaukovalta",)),
+    "mike": ("m", ("Mike",)),
+    "f1": ("f", ("f1",)),
+    "f4": ("f", ("f4", "aunty")),
+    "linda": ("f", ("linda", "belinda")),
+    "steph": ("f", ("steph", "steph2", "steph3")),
+    "annie": ("f", ("Annie",)),
+    "andrea": ("f", ("Andrea",)),
+    "anika": ("f", ("anika",)),
+    "shelby": ("f", ("shelby",)),
+    "grandma": ("f", ("grandma",)),
+}
+
+ACCENTS: tuple[str, ...] = (
+    "en-us",
+    "en",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-us-nyc",
+    "en-029",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+)
+
+SPLITS = ("train", "valid", "test")
+#: Share of each gender's families per split; test and valid get at least one of each gender.
+_SPLIT_SHARE = {"valid": 0.17, "test": 0.2}
+#: Fixed, so the family split is the same for every seed: "test voices" mean the same thing
+#: across corpora and a model trained on one corpus can be tested on another's test split.
+_FAMILY_SPLIT_SEED = 20240601
+
+
+@dataclass(frozen=True)
+class Speaker:
+    id: str
+    split: str
+    family: str
+    gender: str
+    variant: str
+    accent: str
+    pitch: int
+    pitch_range: int
+    rate: int
+    #: First-order pre-emphasis of this speaker's "microphone" (0 = none): brightens the top octave,
+    #: which eSpeak renders with little energy compared with recorded speech.
+    emphasis: float
+
+    def to_row(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def family_splits() -> dict[str, str]:
+    """family -> split, disjoint and stratified by gender."""
+    rng = np.random.default_rng(_FAMILY_SPLIT_SEED)
+    out: dict[str, str] = {}
+    for gender in ("m", "f"):
+        fams = sorted(f for f, (g, _) in FAMILIES.items() if g == gender)
+        order = [fams[i] for i in rng.permutation(len(fams))]
+        n_test = max(1, round(_SPLIT_SHARE["test"] * len(fams)))
+        n_valid = max(1, round(_SPLIT_SHARE["valid"] * len(fams)))
+        for i, fam in enumerate(order):
+            out[fam] = "test" if i < n_test else "valid" if i < n_test + n_valid else "train"
+    return out
+
+
+def make_speakers(
+    split: str, seed: int, per_variant: int = 2, accents: tuple[str, ...] = ACCENTS
+) -> list[Speaker]:
+    """The speakers of one split: ``per_variant`` accent/pitch/rate combinations per variant."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    assignment = family_splits()
+    rng = np.random.default_rng([seed, 7, SPLITS.index(split)])
+    speakers: list[Speaker] = []
+    for family in sorted(FAMILIES):
+        if assignment[family] != split:
+            continue
+        gender, variants = FAMILIES[family]
+        for variant in variants:
+            picks = rng.choice(len(accents), size=min(per_variant, len(accents)), replace=False)
+            for k, a in enumerate(picks):
+                speakers.append(
+                    Speaker(
+                        id=f"{variant}-{accents[int(a)]}-{k}".lower(),
+                        split=split,
+                        family=family,
+                        gender=gender,
+                        variant=variant,
+                        accent=accents[int(a)],
+                        pitch=int(rng.integers(32, 69)),
+                        pitch_range=int(rng.integers(30, 75)),
+                        rate=int(rng.integers(145, 186)),
+                        emphasis=round(float(rng.uniform(0.0, 0.7)), 3),
+                    )
+                )
+    return speakers
