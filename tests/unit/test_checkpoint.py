@@ -45,7 +45,9 @@ def test_corrupt_latest_is_set_aside_and_previous_used(tmp_path: Path) -> None:
         (b"not a checkpoint at all", "cannot be read"),
     ],
 )
-def test_unreadable_checkpoint_error_names_file(tmp_path: Path, content: bytes, message: str) -> None:
+def test_unreadable_checkpoint_error_names_file(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
     path = tmp_path / "ckpt-000000007.pt"
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=message) as err:
