@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-valid", type=int, default=None, help="validation mixtures")
     parser.add_argument("--n-test", type=int, default=None, help="test mixtures")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--procs",
+        type=int,
+        default=None,
+        help="training processes (DDP under torchrun, one thread each); default: one per CPU "
+        "core, at most 2, or 1 on a GPU machine",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
 
 
@@ -45,7 +55,7 @@ def corpus_sizes(minutes: float) -> tuple[int, int, int]:
 
 def run_demo(args: argparse.Namespace) -> int:
     from sepkit.data.generate import CorpusSpec, generate_corpus
-    from sepkit.run import evaluate, setup_logging, train
+    from sepkit.run import evaluate, setup_logging, train, training_summary
 
     out: Path = args.out
     corpus_dir = out / "corpus"
@@ -70,8 +80,17 @@ def run_demo(args: argparse.Namespace) -> int:
         *args.overrides,
     ]
     cfg = load_recipe(args.recipe, overrides)
-    print(f"[2/4] training {cfg.model.get('name')} for up to {args.minutes:g} min: {run_dir}")
-    summary = train(cfg, run_dir, test_after=False)
+    procs = args.procs or default_procs()
+    print(
+        f"[2/4] training {cfg.model.get('name')} for up to {args.minutes:g} min with {procs} "
+        f"process{'es' if procs > 1 else ''}: {run_dir}"
+    )
+    if procs > 1:
+        train_with_torchrun(args.recipe, run_dir, overrides, procs)
+    else:
+        train(cfg, run_dir, test_after=False)
+    summary = training_summary(run_dir)
+    summary["stop_reason"] = stop_reason(cfg, summary)
 
     print("[3/4] evaluating the best checkpoint on the test split")
     test = evaluate(run_dir, cfg=cfg, save_audio=True, n_audio_to_save=10)
@@ -82,6 +101,50 @@ def run_demo(args: argparse.Namespace) -> int:
     report = write_report(run_dir)
     print(format_summary(summary, test, run_dir, report))
     return 0
+
+
+def default_procs() -> int:
+    """One training process per core (each single-threaded), at most 2: measured on 2 cores,
+    two processes beat one process with two threads (docs/benchmarks.md, threads)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def train_with_torchrun(recipe: Path, run_dir: Path, overrides: list[str], procs: int) -> None:
+    """Run ``sepkit train`` under torchrun on this machine (gloo, one thread per process)."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={procs}",
+        "-m",
+        "sepkit",
+        "train",
+        str(recipe),
+        "--run-dir",
+        str(run_dir),
+        "--no-test",
+        *overrides,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"training under torchrun failed (exit {result.returncode}); see {run_dir / 'train.log'}"
+            "; re-run the same command to resume, or use --procs 1"
+        )
+
+
+def stop_reason(cfg: Any, summary: dict[str, Any]) -> str:
+    if cfg.train.max_minutes is not None and summary["train_seconds"] >= cfg.train.max_minutes * 60:
+        return "time budget"
+    if cfg.train.max_steps is not None and summary["steps"] >= cfg.train.max_steps:
+        return "max_steps"
+    return "epochs or early stopping"
 
 
 def _filtered_examples(run_dir: Path) -> int:

@@ -201,6 +201,25 @@ def train(cfg: RunConfig, run_dir: Path, *, test_after: bool = True) -> dict[str
     return summary
 
 
+def training_summary(run_dir: Path) -> dict[str, Any]:
+    """What the newest checkpoint says about the training so far (steps, skips, time...)."""
+    from sepkit.training.checkpoint import CheckpointManager, load_checkpoint
+
+    checkpoints = CheckpointManager(run_dir / "checkpoints").list()
+    if not checkpoints:
+        raise FileNotFoundError(f"{run_dir}/checkpoints: no checkpoint; did training run?")
+    counters = load_checkpoint(checkpoints[-1].path)["trainer"]
+    return {
+        "steps": counters["step"],
+        "updates": counters["updates"],
+        "epochs": counters["epoch"],
+        "nonfinite_count": counters["nonfinite_count"],
+        "skip_reasons": counters.get("skip_reasons", {}),
+        "best_valid_loss": counters["best_valid"],
+        "train_seconds": counters["train_seconds"],
+    }
+
+
 def load_run_config(run_dir: Path) -> RunConfig:
     path = run_dir / "config.yaml"
     if not path.is_file():

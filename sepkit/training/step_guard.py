@@ -18,6 +18,7 @@ the examples kept on all ranks together (2 ranks x B/2 == 1 rank x B).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,6 +44,7 @@ class StepDecision:
     nonfinite: int  # examples with a NaN/inf loss, all ranks
     backward_scale: float  # multiply the local kept-loss sum by this before backward
     nonfinite_local: list[int] = field(default_factory=list)  # local indices of NaN/inf examples
+    flags: list[float] = field(default_factory=list)  # caller's flags, summed over ranks
 
 
 class StepGuard:
@@ -66,8 +68,15 @@ class StepGuard:
             keep = keep & (per_example > self.config.threshold)
         return finite, keep
 
-    def decide(self, per_example: Tensor) -> tuple[StepDecision, Tensor]:
-        """Return the decision and the local kept-loss sum (connected to the graph)."""
+    def decide(
+        self, per_example: Tensor, flags: Sequence[float] = ()
+    ) -> tuple[StepDecision, Tensor]:
+        """Return the decision and the local kept-loss sum (connected to the graph).
+
+        ``flags`` ride along in the same all-reduce and come back summed over ranks: the loop
+        uses them to agree on decisions that depend on each rank's own clock (time budget,
+        time-based checkpoints), which would otherwise split the ranks and hang a collective.
+        """
         per_example = per_example.float()
         finite, keep = self.keep_mask(per_example)
         local_sum = torch.where(keep, per_example, torch.zeros_like(per_example)).sum()
@@ -77,13 +86,15 @@ class StepGuard:
                 keep.sum().double(),
                 (~finite).sum().double(),
                 torch.full((), float(per_example.numel()), device=per_example.device).double(),
+                *(torch.full((), float(f), device=per_example.device).double() for f in flags),
             ]
         )
         if self.world_size > 1:
             dist.all_reduce(stats, group=self.group)  # the one collective of the step
         host = torch.cat([stats, (~finite).double()]).tolist()  # the one host sync
         loss_sum, kept, nonfinite, total = host[0], int(host[1]), int(host[2]), int(host[3])
-        nonfinite_local = [i for i, bad in enumerate(host[4:]) if bad]
+        reduced_flags = host[4 : 4 + len(flags)]
+        nonfinite_local = [i for i, bad in enumerate(host[4 + len(flags) :]) if bad]
         decision = StepDecision(
             take_step=False,
             reason="",
@@ -93,6 +104,7 @@ class StepGuard:
             nonfinite=nonfinite,
             backward_scale=0.0,
             nonfinite_local=nonfinite_local,
+            flags=reduced_flags,
         )
         if nonfinite:
             decision.reason = NONFINITE_LOSS

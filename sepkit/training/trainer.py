@@ -125,6 +125,11 @@ class Trainer:
         self._micro_index = 0  # position inside a gradient-accumulation cycle
         self._contributing = 0  # micro-batches of this cycle that ran backward
         self._resumed = False
+        # Per-rank clock readings the loop wants agreed across ranks: (time budget spent,
+        # time-based checkpoint due). Sent with the step's all-reduce; summed results land in
+        # _agreed_flags. Empty outside fit(), so fit_batch alone sends nothing extra.
+        self._loop_flags: list[float] = []
+        self._agreed_flags: list[float] = []
         self._audio_saved = 0
         self._last_valid: float | None = None  # validation loss not yet written to a checkpoint
         self.test_rows: list[dict[str, Any]] = []
@@ -151,7 +156,8 @@ class Trainer:
                 method=self.config.pit_method,
                 lengths=batch.lengths,
             )
-            decision, local_sum = self.guard.decide(per_example)
+            decision, local_sum = self.guard.decide(per_example, self._loop_flags)
+            self._agreed_flags = decision.flags
             if decision.take_step:
                 self.scaler.scale(local_sum * decision.backward_scale).backward()
                 self._contributing += 1
@@ -351,18 +357,31 @@ class Trainer:
             budget_hit = False
             bar = self._progress(train_loader, desc=f"epoch {self.epoch + 1}/{epochs}")
             for batch in bar:
+                self._loop_flags = [
+                    float(self._time_budget_spent()),
+                    float(self._checkpoint_time_due(time.monotonic() - last_checkpoint)),
+                ]
                 loss = self.fit_batch(batch)
                 self.batch_in_epoch += 1
                 now = time.monotonic()
                 self.train_seconds = train_seconds_at_start + (now - clock)
                 if self.step % 10 == 0 and isinstance(bar, tqdm):
                     bar.set_postfix(loss=f"{loss:.2f}", skipped=self.nonfinite_count)
-                budget_hit, stop_reason = self._budget_exhausted()
-                if self._micro_index == 0 and self._checkpoint_due(now - last_checkpoint):
+                # Decisions that depend on clocks use what all ranks agreed in this step.
+                time_spent, checkpoint_time = (flag > 0 for flag in self._agreed_flags)
+                budget_hit, stop_reason = self._step_budget_exhausted()
+                if time_spent and not budget_hit:
+                    budget_hit, stop_reason = True, "max_minutes"
+                steps_due = bool(
+                    self.config.checkpoint_every_steps
+                    and self.step % self.config.checkpoint_every_steps == 0
+                )
+                if self._micro_index == 0 and (steps_due or checkpoint_time):
                     self.save_checkpoint()
                     last_checkpoint = now
                 if budget_hit:
                     break
+            self._loop_flags = []
             if not budget_hit:  # a full epoch: the next one starts from its first batch
                 self.epoch += 1
                 self.batch_in_epoch = 0
@@ -406,20 +425,24 @@ class Trainer:
                 )
 
     def _budget_exhausted(self) -> tuple[bool, str]:
+        budget_hit, reason = self._step_budget_exhausted()
+        if not budget_hit and self._time_budget_spent():
+            return True, "max_minutes"
+        return budget_hit, reason
+
+    def _step_budget_exhausted(self) -> tuple[bool, str]:
         cfg = self.config
         if cfg.max_steps is not None and self.step >= cfg.max_steps:
             return True, "max_steps"
-        if cfg.max_minutes is not None and self.train_seconds >= cfg.max_minutes * 60:
-            return True, "max_minutes"
         return False, "epochs"
 
-    def _checkpoint_due(self, seconds_since: float) -> bool:
-        cfg = self.config
-        if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
-            return True
-        return bool(
-            cfg.checkpoint_every_minutes and seconds_since >= cfg.checkpoint_every_minutes * 60
-        )
+    def _time_budget_spent(self) -> bool:
+        minutes = self.config.max_minutes
+        return minutes is not None and self.train_seconds >= minutes * 60
+
+    def _checkpoint_time_due(self, seconds_since: float) -> bool:
+        minutes = self.config.checkpoint_every_minutes
+        return bool(minutes and seconds_since >= minutes * 60)
 
     def _validate(self, loader: Iterable[Batch] | None) -> bool:
         """Validation loss -> LR schedule, best-checkpoint bookkeeping. Returns True if improved."""

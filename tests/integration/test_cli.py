@@ -59,23 +59,23 @@ def test_bad_override_is_one_clear_error(override: str, expected: str, tmp_path:
     assert "Traceback" not in result.stderr
 
 
-def test_resume_with_changed_settings_is_refused(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_resume_with_changed_settings_is_refused(demo_corpus: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     first = sepkit(
         "train", str(RECIPE), "--run-dir", str(run), "--no-test",
-        *train_overrides(tiny_corpus, "train.max_steps=2"),
+        *train_overrides(demo_corpus, "train.max_steps=2"),
     )  # fmt: skip
     assert first.returncode == 0, first.stderr[-2000:]
     changed = sepkit(
         "train", str(RECIPE), "--run-dir", str(run), "--no-test",
-        *train_overrides(tiny_corpus, "train.max_steps=4", "optim.lr=0.5"),
+        *train_overrides(demo_corpus, "train.max_steps=4", "optim.lr=0.5"),
     )  # fmt: skip
     assert changed.returncode == 2
     assert "optim.lr: 0.001 -> 0.5" in changed.stderr
     # A longer budget alone is a legitimate resume.
     longer = sepkit(
         "train", str(RECIPE), "--run-dir", str(run), "--no-test",
-        *train_overrides(tiny_corpus, "train.max_steps=4"),
+        *train_overrides(demo_corpus, "train.max_steps=4"),
     )  # fmt: skip
     assert longer.returncode == 0, longer.stderr[-2000:]
     assert "resumed from" in (run / "train.log").read_text()

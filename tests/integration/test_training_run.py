@@ -21,8 +21,8 @@ from sepkit.training.checkpoint import CheckpointManager, load_checkpoint
 RECIPE = Path(__file__).parents[2] / "recipes" / "demo.yaml"
 
 
-def test_short_training_lowers_validation_loss(tiny_corpus: Path, tmp_path: Path) -> None:
-    cfg = load_recipe(RECIPE, train_overrides(tiny_corpus, "train.epochs=6", "optim.lr=0.003"))
+def test_short_training_lowers_validation_loss(demo_corpus: Path, tmp_path: Path) -> None:
+    cfg = load_recipe(RECIPE, train_overrides(demo_corpus, "train.epochs=6", "optim.lr=0.003"))
     torch.manual_seed(cfg.seed)
     model = build_model_for_run(cfg)
     valid = build_loader(cfg, "valid", train=False, report_dir=None)
@@ -36,7 +36,7 @@ def test_short_training_lowers_validation_loss(tiny_corpus: Path, tmp_path: Path
     for name in ("config.yaml", "train.log", "metrics.csv", "valid.csv", "test_results.csv"):
         assert (run / name).is_file(), name
     assert (run / "checkpoints" / "best.pt").is_file()
-    assert summary["test"]["num_utterances"] == 6
+    assert summary["test"]["num_utterances"] == 8
 
 
 def _command(corpus: Path, run_dir: Path) -> list[str]:
@@ -65,17 +65,17 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(
-    tiny_corpus: Path, tmp_path: Path
+    demo_corpus: Path, tmp_path: Path
 ) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reference_dir = tmp_path / "reference"
-    subprocess.run(_command(tiny_corpus, reference_dir), check=True, env=env, timeout=300)
+    subprocess.run(_command(demo_corpus, reference_dir), check=True, env=env, timeout=300)
 
     run_dir = tmp_path / "killed"
     rng = random.Random(1234)
     kills = 0
     for _attempt in range(3):
-        proc = subprocess.Popen(_command(tiny_corpus, run_dir), env=env, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(_command(demo_corpus, run_dir), env=env, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(3.0, 7.0))  # torch import + a share of the steps
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -86,7 +86,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(
             load_checkpoint(info.path)
         assert not list((run_dir / "checkpoints").glob("*.corrupt")) if run_dir.exists() else True
     assert kills >= 1, "the run finished before any kill; lengthen it"
-    subprocess.run(_command(tiny_corpus, run_dir), check=True, env=env, timeout=300)
+    subprocess.run(_command(demo_corpus, run_dir), check=True, env=env, timeout=300)
 
     reference, resumed = _final_weights(reference_dir), _final_weights(run_dir)
     assert reference.keys() == resumed.keys()

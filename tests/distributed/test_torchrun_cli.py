@@ -1,0 +1,98 @@
+"""`torchrun ... -m sepkit train`: time budgets end every rank together; a killed job resumes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.processes import kill_tree
+from helpers.training import train_overrides
+
+from sepkit.training.checkpoint import CheckpointManager, load_checkpoint
+
+RECIPE = Path(__file__).parents[2] / "recipes" / "demo.yaml"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def command(run_dir: Path, corpus: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "sepkit",
+        "train",
+        str(RECIPE),
+        "--run-dir",
+        str(run_dir),
+        "--no-test",
+        *train_overrides(corpus, *extra),
+    ]
+
+
+@pytest.mark.slow
+def test_time_budget_and_time_checkpoints_end_all_ranks_together(
+    demo_corpus: Path, tmp_path: Path
+) -> None:
+    # Each rank reads its own clock; without agreement one rank would leave the loop (or enter
+    # a checkpoint barrier) while the other waits in a collective: a hang, caught by the timeout.
+    result = subprocess.run(
+        command(
+            tmp_path / "run",
+            demo_corpus,
+            "train.epochs=1000",
+            "train.max_minutes=0.25",
+            "train.checkpoint_every_minutes=0.02",
+        ),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "training stopped (max_minutes)" in log
+    assert len(CheckpointManager(tmp_path / "run" / "checkpoints").list()) >= 1
+
+
+@pytest.mark.slow
+def test_killed_torchrun_job_resumes_on_both_ranks_exactly(
+    demo_corpus: Path, tmp_path: Path
+) -> None:
+    extra = ("train.epochs=12", "train.checkpoint_every_steps=5", "seed=5")
+    reference = tmp_path / "reference"
+    subprocess.run(command(reference, demo_corpus, *extra), env=ENV, check=True, timeout=300)
+
+    run_dir = tmp_path / "killed"
+    # The whole job dies at once, as on a preempted node: torchrun and both workers.
+    proc = subprocess.Popen(
+        command(run_dir, demo_corpus, *extra),
+        env=ENV,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while (
+        time.monotonic() < deadline and len(CheckpointManager(run_dir / "checkpoints").list()) < 2
+    ):
+        time.sleep(0.2)
+    assert proc.poll() is None, "the job finished before it could be killed"
+    kill_tree(proc.pid)
+    proc.wait(timeout=30)
+    time.sleep(1.0)  # let the kernel reap the workers before reading the directory
+    killed_at = CheckpointManager(run_dir / "checkpoints").list()[-1].step
+
+    subprocess.run(command(run_dir, demo_corpus, *extra), env=ENV, check=True, timeout=300)
+    log = (run_dir / "train.log").read_text()
+    assert f"step {killed_at})" in log.split("resumed from")[1].splitlines()[0]
+    final = load_checkpoint(CheckpointManager(run_dir / "checkpoints").list()[-1].path)
+    expected = load_checkpoint(CheckpointManager(reference / "checkpoints").list()[-1].path)
+    assert final["trainer"]["step"] == expected["trainer"]["step"]
+    for name, value in expected["model_state"].items():
+        assert torch.equal(final["model_state"][name], value), f"{name} differs after resume"
