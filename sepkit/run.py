@@ -172,8 +172,15 @@ def make_trainer(cfg: RunConfig, run_dir: Path | None, model: nn.Module) -> Trai
 def train(cfg: RunConfig, run_dir: Path, *, test_after: bool = True) -> dict[str, Any]:
     """Train (resuming if ``run_dir`` has checkpoints), then test the best checkpoint."""
     device = distributed.init_from_env(cfg.train.device)
-    if device is not None:
-        cfg = replace(cfg, train=replace(cfg.train, device=str(device)))
+    try:
+        if device is not None:
+            cfg = replace(cfg, train=replace(cfg.train, device=str(device)))
+        return _train(cfg, run_dir, test_after=test_after)
+    finally:
+        distributed.shutdown()
+
+
+def _train(cfg: RunConfig, run_dir: Path, *, test_after: bool) -> dict[str, Any]:
     main = distributed.rank() == 0
     setup_logging(run_dir, main)
     runtime.set_threads(cfg.threads)
@@ -186,6 +193,7 @@ def train(cfg: RunConfig, run_dir: Path, *, test_after: bool = True) -> dict[str
     valid_loader = build_loader(cfg, "valid", train=False, report_dir=run_dir)
     trainer = make_trainer(cfg, run_dir, model)
     summary = trainer.fit(train_loader, valid_loader)
+    trainer.telemetry.close()
     if main:
         log.info(
             "training stopped (%s) after %d steps, %d updates; %d skipped: %s",
@@ -195,9 +203,9 @@ def train(cfg: RunConfig, run_dir: Path, *, test_after: bool = True) -> dict[str
             summary["nonfinite_count"],
             summary["skip_reasons"] or "none",
         )
+    del trainer  # the DDP wrapper must go before the process group does
     if test_after:
         summary["test"] = evaluate(run_dir, cfg=cfg)
-    trainer.telemetry.close()
     return summary
 
 

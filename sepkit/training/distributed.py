@@ -42,5 +42,14 @@ def world_size() -> int:
 
 
 def shutdown() -> None:
+    """Leave the process group cleanly: wait for every rank, then destroy it.
+
+    Destroying gloo's group while a peer is still in its last collective (or exiting without
+    destroying it at all) can abort the process at exit ("terminate called without an active
+    exception"); the barrier makes every rank arrive first. Drop DDP-wrapped models before.
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()

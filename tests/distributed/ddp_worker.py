@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import ddp_scenarios as sc
 
+from sepkit.training.distributed import shutdown
 from sepkit.training.trainer import Trainer
 
 
@@ -34,7 +35,8 @@ def main() -> None:
         },
         out / f"rank{rank}.pt",
     )
-    dist.destroy_process_group()
+    del trainer, model  # DDP holds the process group; release it first
+    shutdown()
 
 
 if __name__ == "__main__":
