@@ -1,0 +1,70 @@
+"""evaluate_batch: no gradients; in the test stage, per-utterance metrics and bounded audio."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from helpers.tiny_model import TinySeparator
+
+from sepkit.data import Batch
+from sepkit.training import TrainConfig
+from sepkit.training.trainer import Trainer
+
+
+def batches(count: int, size: int = 2) -> list[Batch]:
+    out = []
+    for b in range(count):
+        gen = torch.Generator().manual_seed(b)
+        src = torch.randn(size, 2, 1200, generator=gen) * 0.1
+        out.append(Batch(src.sum(1), src, [f"utt{b}-{i}" for i in range(size)]))
+    return out
+
+
+def trainer(run_dir: Path, **cfg: object) -> Trainer:
+    torch.manual_seed(0)
+    model = TinySeparator()
+    config = TrainConfig(progress_bar=False, **cfg)  # type: ignore[arg-type]
+    return Trainer(model, torch.optim.Adam(model.parameters()), config, run_dir=run_dir)
+
+
+def test_evaluate_batch_builds_no_graph_and_changes_nothing(tmp_path: Path) -> None:
+    t = trainer(tmp_path)
+    before = {k: v.clone() for k, v in t.module.state_dict().items()}
+    loss = t.evaluate_batch(batches(1)[0], stage="valid")
+    assert isinstance(loss, float)
+    assert all(p.grad is None for p in t.module.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in t.module.state_dict().items())
+    assert t.module.training  # the mode in force before is restored
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(3, 3), (None, 6), (0, 0)])
+def test_test_stage_saves_at_most_n_audio_and_writes_metrics(
+    tmp_path: Path, limit: int | None, expected: int
+) -> None:
+    t = trainer(tmp_path, save_audio=True, n_audio_to_save=limit)
+    summary = t.test(batches(3))
+    audio = sorted((tmp_path / "audio").iterdir()) if (tmp_path / "audio").exists() else []
+    assert len(audio) == expected
+    for folder in audio:
+        names = sorted(p.name for p in folder.iterdir())
+        assert names == ["mix.wav", "s1.wav", "s1_est.wav", "s2.wav", "s2_est.wav"]
+        assert sf.info(str(folder / "s1_est.wav")).samplerate == 8000
+    with (tmp_path / "test_results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["id"] for r in rows[:-1]] == sorted(f"utt{b}-{i}" for b in range(3) for i in range(2))
+    assert rows[-1]["id"] == "mean"
+    assert {"si_snr", "si_snr_i", "sdr", "sdr_i"} <= set(rows[0])
+    assert summary["num_utterances"] == 6
+    assert json.loads((tmp_path / "test_summary.json").read_text())["num_utterances"] == 6
+
+
+def test_save_audio_off_saves_nothing(tmp_path: Path) -> None:
+    t = trainer(tmp_path, save_audio=False, n_audio_to_save=5)
+    t.test(batches(2))
+    assert not (tmp_path / "audio").exists()
+    assert (tmp_path / "test_results.csv").is_file()
