@@ -12,91 +12,32 @@ importing the same modules, running the same steps.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+import sepformer_pair
+
 SAMPLE_RATE = 8000
 SECONDS = 2.0
 
 
-def import_speechbrain_dual_path() -> Any:
-    """SpeechBrain's dual_path module (torchaudio stood in for when absent; unused by it)."""
-    if importlib.util.find_spec("torchaudio") is None:
-        stand_in = types.ModuleType("torchaudio")
-        stand_in.__version__ = "0.0.0"  # type: ignore[attr-defined]
-        sys.modules["torchaudio"] = stand_in
-    import logging
-
-    logging.disable(logging.WARNING)  # its "torchaudio is old" warnings
-    import speechbrain.lobes.models.dual_path as dual_path
-
-    return dual_path
-
-
 def build_pair(preset: str) -> tuple[Any, torch.nn.Module]:
-    """(SpeechBrain ``(encoder, masknet, decoder)``, sepkit model) with identical weights."""
-    from sepkit.models import model_config_from_dict
-    from sepkit.models.registry import build_model
-    from sepkit.models.speechbrain import convert_state
-
-    dp = import_speechbrain_dual_path()
-    _, cfg = model_config_from_dict({"name": "sepformer", "preset": preset})
-    torch.manual_seed(0)
-
-    def block() -> Any:
-        return dp.SBTransformerBlock(
-            cfg.num_layers,
-            cfg.d_model,
-            cfg.nhead,
-            cfg.d_ffn,
-            dropout=cfg.dropout,
-            activation=cfg.activation,
-            use_positional_encoding=cfg.positional_encoding,
-            norm_before=cfg.norm_before,
-        )
-
-    encoder = dp.Encoder(kernel_size=cfg.L, out_channels=cfg.N)
-    masknet = dp.Dual_Path_Model(
-        cfg.N,
-        cfg.d_model,
-        block(),
-        block(),
-        num_layers=cfg.num_blocks,
-        norm="ln",
-        K=cfg.chunk_size,
-        num_spks=cfg.num_spks,
-        skip_around_intra=cfg.skip_around_intra,
-        linear_layer_after_inter_intra=cfg.linear_layer_after_inter_intra,
-    )
-    decoder = dp.Decoder(cfg.N, 1, cfg.L, stride=cfg.L // 2, bias=False)
-    model = build_model({"name": "sepformer", "preset": preset, "pad_input": False})
-    states = {"encoder": encoder.state_dict(), "masknet": masknet.state_dict()}
-    states["decoder"] = decoder.state_dict()
-    model.load_state_dict(convert_state(states, model))
-    return (encoder, masknet, decoder), model
+    """(SpeechBrain modules, sepkit model) with identical weights (see sepformer_pair.py)."""
+    return sepformer_pair.build_pair(preset)
 
 
 def speechbrain_forward(mods: Any, mix: torch.Tensor) -> torch.Tensor:
-    """SpeechBrain's separation pipeline (SepformerSeparation.separate_batch / its recipe)."""
-    encoder, masknet, decoder = mods
-    mix_w = encoder(mix)
-    masks = masknet(mix_w)
-    sep_h = torch.stack([mix_w] * masks.shape[0]) * masks
-    est = torch.cat([decoder(sep_h[i]).unsqueeze(-1) for i in range(masks.shape[0])], dim=-1)
-    length = mix.shape[1]
-    if est.shape[1] < length:
-        est = torch.nn.functional.pad(est, (0, 0, 0, length - est.shape[1]))
-    return est[:, :length].permute(0, 2, 1)
+    """SpeechBrain's separation pipeline, ``[B, C, T]`` like sepkit's output."""
+    return sepformer_pair.speechbrain_separate(mods, mix).permute(0, 2, 1)
 
 
 def step(side: str, mods: Any, model: torch.nn.Module, mix: torch.Tensor) -> float:
@@ -108,7 +49,7 @@ def step(side: str, mods: Any, model: torch.nn.Module, mix: torch.Tensor) -> flo
 
 
 def zero_grads(mods: Any, model: torch.nn.Module) -> None:
-    for module in (*mods, model):
+    for module in (*mods.values(), model):
         module.zero_grad(set_to_none=True)
 
 
@@ -173,9 +114,11 @@ def main() -> int:
         return 0
 
     mods, model = build_pair(args.preset)
-    for module in (*mods, model):
+    for module in (*mods.values(), model):
         module.train()
-    reps = 5 if args.quick else 15
+    reps = 2 if args.quick else 15
+    if args.quick:
+        args.batches = "1"
     print(
         f"SepFormer '{args.preset}', forward+backward, {SECONDS:g} s at {SAMPLE_RATE} Hz, "
         f"{args.threads} thread(s), median of {reps} alternating steps"
