@@ -1,5 +1,24 @@
-"""The robust, model-agnostic separation trainer."""
+"""The robust, model-agnostic separation trainer.
+
+``Trainer`` is resolved lazily: ``sepkit.config`` imports the config classes from here, and the
+trainer module (through checkpoints and model files) imports ``sepkit.config`` back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from sepkit.training.config import OptimConfig, TrainConfig
 
-__all__ = ["OptimConfig", "TrainConfig"]
+if TYPE_CHECKING:
+    from sepkit.training.trainer import Trainer
+
+__all__ = ["OptimConfig", "TrainConfig", "Trainer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Trainer":
+        from sepkit.training.trainer import Trainer
+
+        return Trainer
+    raise AttributeError(f"module 'sepkit.training' has no attribute {name!r}")
