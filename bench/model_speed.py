@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import sepformer_pair
+from common import proc_status_kib, reset_peak_rss
 
 SAMPLE_RATE = 8000
 SECONDS = 2.0
@@ -53,25 +54,6 @@ def zero_grads(mods: Any, model: torch.nn.Module) -> None:
         module.zero_grad(set_to_none=True)
 
 
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (Linux), so the peak covers the steps only."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def child(side: str, preset: str, batch: int, steps: int) -> None:
     """Peak-RSS probe: build both (same imports and weights), then run ``side`` only.
 
@@ -80,14 +62,14 @@ def child(side: str, preset: str, batch: int, steps: int) -> None:
     """
     mods, model = build_pair(preset)
     mix = torch.randn(batch, int(SECONDS * SAMPLE_RATE))
-    base = _proc_status_kib("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    reset = _reset_peak_rss()
+    base = proc_status_kib("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reset = reset_peak_rss()
     for _ in range(steps):
         step(side, mods, model, mix)
         zero_grads(mods, model)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if reset:
-        peak = _proc_status_kib("VmHWM") or peak
+        peak = proc_status_kib("VmHWM") or peak
     print(json.dumps({"base_kib": base, "peak_kib": peak}))
 
 

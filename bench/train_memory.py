@@ -22,27 +22,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import base_parser, machine_line, print_table
+from common import base_parser, machine_line, print_table, proc_status_kib, reset_peak_rss
 
 STEPS = 3
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def child(side: str, preset: str, batch: int, seconds: float) -> None:
@@ -72,11 +54,11 @@ def child(side: str, preset: str, batch: int, seconds: float) -> None:
             def step() -> object:
                 return speechbrain_train_step(brain, sb_batch)
 
-        base = _status_kib("VmRSS") or 0
-        reset = _reset_peak()
+        base = proc_status_kib("VmRSS") or 0
+        reset = reset_peak_rss()
         for _ in range(STEPS):
             step()
-        peak_step = _status_kib("VmHWM") if reset else None
+        peak_step = proc_status_kib("VmHWM") if reset else None
     whole = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"whole_kib": whole, "base_kib": base, "step_peak_kib": peak_step}))
 
