@@ -13,11 +13,13 @@ import torch
 
 from sepkit.training.config import Precision
 
-# Measured on the 2-core reference machine (docs/benchmarks.md, "threads"): one intra-op thread
-# per training process was faster than two for the small models, and with two threads any
-# competing process (corpus generation, a data-loader worker) slowed steps by an order of
-# magnitude. So sepkit defaults to 1 thread on machines with <= 4 cores and to half the cores
-# (leaving room for data-loader workers) above that. ``threads=N`` in a recipe overrides it.
+# Measured on the 2-core reference machine (bench/threads.py, Conv-TasNet small, 4 x 2 s):
+# alone on a quiet machine, 2 intra-op threads made a step 1.56x faster than 1 thread; next to a
+# single busy process (a data-loader worker, a corpus generator, another job) 2 threads made it
+# 2.6x slower, while 1 thread lost only 3 %. So sepkit defaults to 1 thread per process on
+# machines with <= 4 cores and uses the cores through processes instead (`sepkit demo` trains
+# with one DDP process per core, which matched the 2-thread throughput without the fragility),
+# and to half the cores above that. ``threads=N`` in a recipe overrides it.
 SMALL_MACHINE_CORES = 4
 
 
