@@ -122,6 +122,7 @@ class Trainer:
         self.epochs_without_improvement = 0
         self.train_seconds = 0.0
         self.last_grad_norm: float | None = None  # before clipping, of the latest update
+        self._loss_scale = 1.0  # GradScaler's scale used by the latest update (telemetry)
         self._micro_index = 0  # position inside a gradient-accumulation cycle
         self._contributing = 0  # micro-batches of this cycle that ran backward
         self._resumed = False
@@ -198,10 +199,14 @@ class Trainer:
             torch.nn.utils.clip_grads_with_norm_(self.module.parameters(), max_norm, norm)
         total = float(norm)  # the step's second (and last) host sync
         self.last_grad_norm = total
+        if self.scaler.is_enabled():
+            # Read now, while the queue is drained by the sync above: reading it when logging
+            # would be another sync, waiting on the optimiser's kernels.
+            self._loss_scale = self.scaler.get_scale()
         if not math.isfinite(total):
             if self.scaler.is_enabled():
                 # Record the overflow so fp16 recovers: back the scale off, skip the step.
-                self.scaler.update(self.scaler.get_scale() * self.scaler.get_backoff_factor())
+                self.scaler.update(self._loss_scale * self.scaler.get_backoff_factor())
             return total, False, False
         # Finite norm => no inf/NaN in the grads, so step directly (scaler.step would re-check).
         self.optimizer.step()
@@ -245,7 +250,7 @@ class Trainer:
                 "skipped": int(bool(reason)),
                 "reason": reason,
                 "lr": self.optimizer.param_groups[0]["lr"],
-                "loss_scale": self.scaler.get_scale() if self.scaler.is_enabled() else 1.0,
+                "loss_scale": self._loss_scale,
                 "skipped_ids": " ".join(skipped_ids),
                 "seconds": round(seconds, 5),
             }
