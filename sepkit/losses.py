@@ -23,7 +23,6 @@ plus two energy reductions, whatever C is.
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Literal
 
 import numpy as np
@@ -145,7 +144,3 @@ def apply_permutation(est: Tensor, perm: Tensor) -> Tensor:
     """Reorder ``est [B, C, T]`` so that ``out[b, k] = est[b, perm[b, k]]`` (aligned to the refs)."""
     index = perm.unsqueeze(-1).expand(-1, -1, est.shape[-1])
     return est.gather(1, index)
-
-
-def num_permutations(num_sources: int) -> int:
-    return math.factorial(num_sources)

@@ -255,7 +255,7 @@ def evaluate(
         train_cfg = replace(train_cfg, save_audio=save_audio)
     if n_audio_to_save is not None:
         train_cfg = replace(train_cfg, n_audio_to_save=n_audio_to_save)
-    cfg = replace(cfg, train=replace(train_cfg, progress_bar=cfg.train.progress_bar))
+    cfg = replace(cfg, train=train_cfg)
     if checkpoint is None:
         manager = CheckpointManager(run_dir / "checkpoints")
         best = manager.best() or (manager.list()[-1] if manager.list() else None)

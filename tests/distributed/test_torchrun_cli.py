@@ -11,30 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.processes import kill_tree
-from helpers.training import train_overrides
+from helpers.training import train_args
 
 from sepkit.training.checkpoint import CheckpointManager, load_checkpoint
 
-RECIPE = Path(__file__).parents[2] / "recipes" / "demo.yaml"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def command(run_dir: Path, corpus: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-        "-m",
-        "sepkit",
-        "train",
-        str(RECIPE),
-        "--run-dir",
-        str(run_dir),
-        "--no-test",
-        *train_overrides(corpus, *extra),
-    ]
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m"]
+    return [sys.executable, *launcher, *train_args(run_dir, corpus, *extra)]
 
 
 @pytest.mark.slow

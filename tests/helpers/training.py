@@ -16,6 +16,22 @@ TINY_MODEL = [
 ]
 
 
+DEMO_RECIPE = Path(__file__).parents[2] / "recipes" / "demo.yaml"
+
+
+def train_args(run_dir: Path, corpus: Path, *extra: str) -> list[str]:
+    """``sepkit train`` arguments (after ``-m``) for a small run on ``corpus``, no test pass."""
+    return [
+        "sepkit",
+        "train",
+        str(DEMO_RECIPE),
+        "--run-dir",
+        str(run_dir),
+        "--no-test",
+        *train_overrides(corpus, *extra),
+    ]
+
+
 def train_overrides(corpus: Path, *extra: str) -> list[str]:
     return [
         f"data.root={corpus}",

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.training import train_overrides
+from helpers.training import DEMO_RECIPE as RECIPE
+from helpers.training import train_args, train_overrides
 
 from sepkit.config import load_recipe
 from sepkit.run import build_loader, build_model_for_run, make_trainer, train
 from sepkit.training.checkpoint import CheckpointManager, load_checkpoint
-
-RECIPE = Path(__file__).parents[2] / "recipes" / "demo.yaml"
 
 
 def test_short_training_lowers_validation_loss(demo_corpus: Path, tmp_path: Path) -> None:
@@ -40,22 +39,8 @@ def test_short_training_lowers_validation_loss(demo_corpus: Path, tmp_path: Path
 
 
 def _command(corpus: Path, run_dir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "sepkit",
-        "train",
-        str(RECIPE),
-        "--run-dir",
-        str(run_dir),
-        "--no-test",
-        *train_overrides(
-            corpus,
-            "train.epochs=4",
-            "train.checkpoint_every_steps=3",
-            "seed=3",
-        ),
-    ]
+    extra = ("train.epochs=4", "train.checkpoint_every_steps=3", "seed=3")
+    return [sys.executable, "-m", *train_args(run_dir, corpus, *extra)]
 
 
 def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
