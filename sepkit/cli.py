@@ -78,8 +78,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from sepkit.config import apply_overrides, build_dataclass, to_dict
     from sepkit.run import evaluate, load_run_config, setup_logging
 
+    cfg = load_run_config(args.run_dir)  # first: a mistyped --run-dir must not be created
     setup_logging(args.run_dir)
-    cfg = load_run_config(args.run_dir)
     if args.overrides:
         from sepkit.config import RunConfig
 
@@ -184,10 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "your input is wrong", shown without a traceback."""
     from sepkit.config import ConfigError
+    from sepkit.inference import InputError
     from sepkit.models.io import ModelFileError
     from sepkit.training.checkpoint import CheckpointError
 
-    errors: list[type[BaseException]] = [ConfigError, ModelFileError, CheckpointError]
+    errors: list[type[BaseException]] = [ConfigError, ModelFileError, CheckpointError, InputError]
     try:
         from sepkit.data.dataset import DataError
 
@@ -215,10 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sepkit: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # disk full, read-only file system...
-        print(
-            f"sepkit: error: {err.strerror or err} ({err.filename or 'file system'})",
-            file=sys.stderr,
-        )
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"sepkit: error: {where}{err.strerror or err}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("sepkit: interrupted; re-run the same command to resume", file=sys.stderr)

@@ -125,8 +125,20 @@ def build_dataclass(cls: type[T], values: Mapping[str, Any], prefix: str = "") -
         try:
             validate()
         except ValueError as err:
-            raise ConfigError(f"{prefix + '.' if prefix else ''}{err}") from err
+            raise ConfigError(_qualified(prefix, str(err))) from err
     return obj
+
+
+def _qualified(prefix: str, message: str) -> str:
+    """Prefix a validator's message with the section's dotted key, unless it already has it.
+
+    Validators name the field either relative to their section (a model's ``N: ...``) or from the
+    recipe root (``data.batch_size: ...``); the message must name the key exactly as the user
+    writes it, never ``data.data.batch_size``.
+    """
+    if not prefix or message.startswith(prefix + "."):
+        return message
+    return f"{prefix}.{message}"
 
 
 def to_dict(obj: Any) -> Any:
@@ -205,20 +217,35 @@ class RunConfig:
 
 def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML recipe (or start from defaults when ``path`` is None), apply overrides, validate."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"recipe {path}: file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"recipe {path}: not valid YAML: {err}") from err
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"recipe {path}: top level must be a mapping")
-        raw = loaded or {}
+    raw = read_yaml_mapping(Path(path), "recipe") if path is not None else {}
     raw = apply_overrides(raw, overrides)
     return build_dataclass(RunConfig, raw)
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (a recipe, a run's ``config.yaml``).
+
+    Every way the file can be unusable - missing, not YAML (a syntax error, a cut-short write),
+    not UTF-8, not a mapping - is a :class:`ConfigError` that names ``what`` and the path.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{what} {path}: file not found")
+    try:
+        loaded = yaml.safe_load(path.read_bytes())  # bytes: YAML's reader checks the encoding
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path}: not valid YAML ({_yaml_problem(err)})") from err
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{what} {path}: top level must be a mapping")
+    return loaded or {}
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``line 3, column 9: expected ',' or ']'`` from PyYAML's multi-line, source-quoting error."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def save_config(cfg: RunConfig, path: Path) -> None:

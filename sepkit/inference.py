@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import re
 import sys
 import warnings
@@ -58,7 +59,8 @@ RELIABLE_CORRELATION = 0.5
 
 
 class InputError(RuntimeError):
-    """An input recording cannot be read or used (the message names the file)."""
+    """An input of ``separate`` cannot be used: a recording (the message names the file) or an
+    option value (the message names the option). The CLI prints it as one ``sepkit: error:``."""
 
 
 def _crossfade(overlap: int) -> np.ndarray:
@@ -257,6 +259,8 @@ def _check_inputs(inputs: Sequence[Path]) -> list[Any]:
     stems: dict[str, Path] = {}
     for path in inputs:
         path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file" + (" (a folder)" if path.is_dir() else ""))
         try:
             info = sf.info(str(path))
         except Exception as err:  # soundfile raises RuntimeError/LibsndfileError/OSError
@@ -291,6 +295,7 @@ def separate_file(
     chunk, overlap = _chunk_sizes(model_sr, chunk_seconds, overlap_seconds)
     if not chunk:  # one pass over the whole file: there is nothing to stream
         data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+        _require_finite(path, data, 0, sr)
         est = separate_waveform(model, data.T, sr, model_sr, None, overlap_seconds, device)
         chunk_out = est.numpy()
         return _write_all(path, out_dir, chunk_out, sr)
@@ -344,11 +349,8 @@ def separate_file(
             reader = stack.enter_context(sf.SoundFile(str(path)))
             offset = 0
             for block in reader.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                _require_finite(path, block, offset, sr)
                 mono = block.mean(axis=1)
-                if not np.all(np.isfinite(mono)):
-                    raise InputError(
-                        f"{path}: NaN or infinite samples near {offset / sr:.2f} s; the file is corrupt"
-                    )
                 offset += block.shape[0]
                 if to_model is not None:
                     mono = to_model.resample_chunk(mono)
@@ -368,6 +370,20 @@ def separate_file(
     finally:
         model.train(was_training)
     return outputs
+
+
+def _require_finite(path: Path, frames: np.ndarray, offset: int, sr: int) -> None:
+    """Refuse a recording with NaN/inf samples, naming the file and where the first one is.
+
+    ``frames`` is ``[n, channels]`` and starts at sample ``offset`` of the file. A model fed NaN
+    returns NaN everywhere, so writing its output would only hide the corrupt input.
+    """
+    finite = np.isfinite(frames).all(axis=1)
+    if not finite.all():
+        first = offset + int(np.argmin(finite))
+        raise InputError(
+            f"{path}: NaN or infinite samples (the first at {first / sr:.2f} s); the file is corrupt"
+        )
 
 
 def _write_all(path: Path, out_dir: Path, est: np.ndarray, sr: int) -> list[Path]:
@@ -548,27 +564,44 @@ def add_separate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_separate(args: argparse.Namespace) -> int:
-    """Run ``sepkit separate``; prints the written files, returns a process exit code."""
-    try:
-        separator = Separator.from_pretrained(
-            args.run_dir or args.checkpoint,
-            chunk_seconds=args.chunk_seconds,
-            overlap_seconds=args.overlap_seconds,
-            device=args.device,
-        )
-        for written in separator.separate_files(args.inputs, args.out):
-            for path in written:
-                print(path)
-    except (ModelFileError, InputError, ValueError, OSError) as err:
-        print(f"sepkit separate: error: {err}", file=sys.stderr)
-        return 1
+    """Run ``sepkit separate`` and print the written files.
+
+    Failures propagate as exceptions (:class:`InputError`, :class:`ModelFileError`, ``OSError``):
+    :func:`sepkit.cli.main` turns each into one ``sepkit: error:`` line and the exit status every
+    other subcommand uses, so scripts need not special-case ``separate``.
+    """
+    _check_options(args.chunk_seconds, args.overlap_seconds)
+    separator = Separator.from_pretrained(
+        args.run_dir or args.checkpoint,
+        chunk_seconds=args.chunk_seconds,
+        overlap_seconds=args.overlap_seconds,
+        device=args.device,
+    )
+    for written in separator.separate_files(args.inputs, args.out):
+        for path in written:
+            print(path)
     return 0
 
 
+def _check_options(chunk_seconds: float, overlap_seconds: float) -> None:
+    """Option values, checked before the model is loaded; the error names the option."""
+    if not chunk_seconds >= 0 or math.isinf(chunk_seconds):  # also catches NaN
+        raise InputError(
+            f"--chunk-seconds {chunk_seconds}: must be a length in seconds, or 0 for the whole "
+            "file at once"
+        )
+    if chunk_seconds and not 0 <= overlap_seconds <= chunk_seconds / 2:
+        raise InputError(
+            f"--overlap-seconds {overlap_seconds}: must be between 0 and half of --chunk-seconds "
+            f"({chunk_seconds})"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sepkit.inference", description=__doc__)
-    add_separate_arguments(parser)
-    return run_separate(parser.parse_args(argv))
+    """``python -m sepkit.inference ARGS`` is ``sepkit separate ARGS`` (same errors and exit codes)."""
+    from sepkit.cli import main as cli_main
+
+    return cli_main(["separate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

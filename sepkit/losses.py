@@ -7,12 +7,26 @@ SI-SNR projects the estimate ``e`` on the (zero-mean) reference ``r``::
     alpha = <e, r> / (||r||^2 + eps)      s = alpha * r      n = e - s
     si_snr = 10 log10((||s||^2 + eps) / (||n||^2 + eps))
 
-eps sits in the projection's denominator and on *both* sides of the energy ratio. A silent or
-constant target (``r == 0`` after removing the mean; common in real corpora: a speaker who starts
-late inside a crop) then gives ``s = 0`` and ``si_snr = 10 log10(eps / (||e||^2 + eps))``: finite,
-strongly negative while the estimate has energy, and 0 dB when the estimate is silent too. Its
-gradient pushes that estimate towards silence, which is the right thing to learn. Putting eps only
-inside the log (``log10(ratio + eps)``) would give ``0 / 0 = NaN`` for a silent target and estimate.
+eps sits in the projection's denominator and on *both* sides of the energy ratio, so
+:func:`si_snr` is finite for any finite input: a silent or constant reference gives
+``10 log10(eps / (||e||^2 + eps))`` (0 dB when the estimate is silent too) instead of ``0 / 0``.
+
+Silent references in the training loss
+--------------------------------------
+That finite number is an artefact of eps, not a measurement: the SI-SNR of an all-zero reference
+is undefined (every scaling of zero is zero). Used as a loss it is harmful: it is about +100 dB for
+an estimate of normal level (eps = 1e-8), and its gradient, ``~ 1 / ||e||``, drives the paired
+estimate towards digital silence with a force that *grows* as the estimate gets quieter -- at 40 dB
+below the other output it is ~4000x the gradient of the real source, so after clipping the example
+teaches nothing else, and it does so even when the mixture does hold that voice (a source file
+zeroed by a broken pipeline). Silent references are common in real corpora (a speaker who has not
+started inside a crop), so :func:`pit_si_snr` leaves them out: a reference whose energy (after
+removing the mean, over the valid samples) is at most eps -- exactly where eps, not the signal,
+would set the value -- is *inactive* (:func:`active_sources`); its row does not take part in the
+permutation search, and the example's loss is the mean over its active references only, with no
+gradient through the inactive pairing. An example with no active reference has an undefined loss:
+``pit_si_snr`` returns 0 for it (finite, no gradient) and the trainer leaves it out of the mean,
+like an example filtered by the threshold (:func:`defined_examples`).
 
 The pairwise matrix is built in closed form from inner products, never materialising the
 ``[B, C, C, T]`` projections: with ``d = <e, r>``, ``||s||^2 = d^2 ||r||^2 / (||r||^2 + eps)^2`` and
@@ -119,6 +133,23 @@ def best_permutation(scores: Tensor, method: PitMethod = "auto") -> Tensor:
     return torch.from_numpy(perm).to(scores.device)
 
 
+def active_sources(ref: Tensor, eps: float = EPS, lengths: Tensor | None = None) -> Tensor:
+    """``[B, C]`` bool: True where ``ref [B, C, T]`` has energy above ``eps`` after removing its
+    mean over the valid samples. An inactive (silent or constant) reference has no defined SI-SNR.
+    """
+    mask = _valid_mask(ref.shape[-1], lengths, ref)
+    centred = _zero_mean(ref, mask)
+    # Negated test: a NaN/inf reference is active, so its NaN reaches the loss and the trainer's
+    # nonfinite check instead of passing for silence.
+    return ~((centred * centred).sum(-1) <= eps)
+
+
+def defined_examples(ref: Tensor, eps: float = EPS, lengths: Tensor | None = None) -> Tensor:
+    """``[B]`` bool: True where the example has at least one active reference, i.e. where the PIT
+    loss of :func:`pit_si_snr` means something; the trainer leaves the others out of the mean."""
+    return active_sources(ref, eps, lengths).any(-1)
+
+
 def pit_si_snr(
     est: Tensor,
     ref: Tensor,
@@ -127,17 +158,27 @@ def pit_si_snr(
     eps: float = EPS,
     lengths: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Permutation-invariant negative SI-SNR per example.
+    """Permutation-invariant negative SI-SNR per example, over the example's active references.
 
     Returns ``(neg_si_snr [B], perm [B, C])`` where ``est[b, perm[b, k]]`` is matched with
-    ``ref[b, k]`` and ``neg_si_snr[b] = -mean_k si_snr(est[b, perm[b, k]], ref[b, k])``. Gradients
-    flow only through the chosen pairing. The search is exhaustive for C <= 5 (one gather over all
-    C! permutations) and exact Hungarian assignment above; both give the same optimum.
+    ``ref[b, k]`` and ``neg_si_snr[b] = -mean_k si_snr(est[b, perm[b, k]], ref[b, k])``, the mean
+    running over the active references (:func:`active_sources`; silent ones have no defined SI-SNR,
+    see the module docstring). An example with no active reference gets 0 and no gradient. Gradients
+    flow only through the chosen pairing of active references. The search is exhaustive for
+    C <= 5 (one gather over all C! permutations) and exact Hungarian assignment above; both give the
+    same optimum.
     """
     scores = pairwise_si_snr(est, ref, eps=eps, lengths=lengths)
-    perm = best_permutation(scores.detach(), method)
+    active = active_sources(ref, eps, lengths)  # [B, C_ref]
+    # An inactive row is constant, so it cannot sway the search; its estimate takes what is left.
+    search = scores.detach().masked_fill(~active.unsqueeze(-1), 0.0)
+    perm = best_permutation(search, method)
     matched = scores.gather(2, perm.unsqueeze(-1)).squeeze(-1)  # [B, C]
-    return -matched.mean(dim=-1), perm
+    # A product, not a where: a finite inactive score becomes 0 with exactly zero gradient, while a
+    # NaN/inf one (a nonfinite estimate) stays nonfinite and is caught, never silently dropped.
+    matched = matched * active.to(matched.dtype)
+    count = active.sum(-1).clamp_min(1).to(matched.dtype)
+    return -matched.sum(-1) / count, perm
 
 
 def apply_permutation(est: Tensor, perm: Tensor) -> Tensor:

@@ -33,19 +33,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
 import yaml
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from scipy.signal import spectrogram
 
 from sepkit.evaluation.audio import safe_name
 from sepkit.evaluation.results import RESULTS_CSV, SUMMARY_JSON, read_results
 from sepkit.utils.io import atomic_write_text, atomic_write_with
+
+if TYPE_CHECKING:  # matplotlib and scipy.signal load on first plot: every CLI command parses
+    from matplotlib.axes import Axes  # this module's arguments, and they cost ~2 s of start-up
+    from matplotlib.figure import Figure
 
 REPORT_HTML = "report.html"
 PLOTS_DIR = "plots"
@@ -128,9 +128,18 @@ def clip_threshold(config: dict[str, Any]) -> float | None:
 # --------------------------------------------------------------------------- plots
 
 
-def _figure(rows: int = 1, cols: int = 1, height: float = 3.2) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=(9, height * rows), layout="constrained")
+def _new_figure(width: float, height: float) -> Figure:
+    """A figure on its own Agg canvas (no pyplot, no global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
+    return fig
+
+
+def _figure(rows: int = 1, cols: int = 1, height: float = 3.2) -> tuple[Figure, list[Axes]]:
+    fig = _new_figure(9, height * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
     return fig, [ax for row in axes for ax in row]
 
@@ -287,6 +296,8 @@ def example_files(folder: Path) -> list[Path]:
 
 
 def _power_db(signal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from scipy.signal import spectrogram
+
     """(times, freqs, power in dB floored at -200) of a 32 ms / 8 ms-hop spectrogram."""
     nperseg = max(16, int(0.032 * rate))
     if len(signal) < nperseg:
@@ -308,8 +319,7 @@ def plot_spectrograms(folder: Path, label: str | None = None) -> Plot | None:
         signals.append((path.stem, data.mean(axis=1), rate))
     refs = [s for s in signals if s[0] != "mix" and not s[0].endswith("_est")]
     rows = 1 + max(1, len(refs))
-    fig = Figure(figsize=(10, 2.2 * rows), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _new_figure(10, 2.2 * rows)
     grid = fig.add_gridspec(rows, 2)
     positions: dict[str, Any] = {"mix": grid[0, :]}
     for k in range(rows - 1):

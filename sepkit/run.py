@@ -27,7 +27,14 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from sepkit.config import ConfigError, RunConfig, build_dataclass, save_config, to_dict
+from sepkit.config import (
+    ConfigError,
+    RunConfig,
+    build_dataclass,
+    read_yaml_mapping,
+    save_config,
+    to_dict,
+)
 from sepkit.data.batch import collate
 from sepkit.data.sampler import ResumableSampler
 from sepkit.models import build_model
@@ -35,6 +42,7 @@ from sepkit.models.io import load_state_checked, read_payload
 from sepkit.training import distributed, runtime
 from sepkit.training.config import OptimConfig
 from sepkit.training.trainer import Trainer
+from sepkit.utils.io import remove_stale_temp_files
 
 log = logging.getLogger("sepkit")
 
@@ -59,6 +67,37 @@ RESUMABLE_CHANGES = {
 }
 
 
+# Files the training process itself rewrites atomically in RUN_DIR: a process killed mid-write
+# leaves their temporary siblings, which the next run of the same command deletes.
+RUN_DIR_FILES = ("config.yaml", "metrics.csv", "valid.csv", "bad_examples.csv")
+
+
+class RunLogHandler(logging.FileHandler):
+    """``RUN_DIR/train.log``, which a full or read-only disk must not turn into a traceback per line.
+
+    The logging module reports a failed write by printing a traceback to stderr and carrying on.
+    Here the first failure is one warning and later ones are silent: the text log is a courtesy,
+    while the metrics and checkpoint writes on the same disk fail loudly and stop the run.
+    """
+
+    def __init__(self, filename: Path) -> None:
+        super().__init__(filename)
+        self.failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        err = sys.exc_info()[1]
+        if not isinstance(err, OSError):
+            super().handleError(record)
+            return
+        if not self.failed:
+            self.failed = True
+            print(
+                f"sepkit: warning: cannot write {self.baseFilename} ({err.strerror or err}); "
+                "logging to the console only",
+                file=sys.stderr,
+            )
+
+
 def setup_logging(run_dir: Path | None, main_process: bool = True) -> None:
     """Console logging for every rank's warnings; ``RUN_DIR/train.log`` on rank 0."""
     logger = logging.getLogger("sepkit")
@@ -73,7 +112,7 @@ def setup_logging(run_dir: Path | None, main_process: bool = True) -> None:
     logger.addHandler(console)
     if run_dir is not None and main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(run_dir / "train.log")
+        file_handler = RunLogHandler(run_dir / "train.log")
         file_handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
@@ -110,6 +149,17 @@ def check_resume_compatible(cfg: RunConfig, run_dir: Path) -> None:
             f"{run_dir} holds a run with different settings ({details}). Resume with the same "
             "recipe and overrides, or start a new run with another --run-dir."
         )
+
+
+def remove_interrupted_writes(run_dir: Path) -> None:
+    """Delete the temporary files a killed run left next to its logs (checkpoints: see
+    ``CheckpointManager.recover``). Only the process that owns the run directory calls it."""
+    removed, failed = remove_stale_temp_files(run_dir, RUN_DIR_FILES)
+    if removed:
+        names = ", ".join(p.name for p in removed)
+        log.info("removed %d temporary file(s) of interrupted writes: %s", len(removed), names)
+    for message in failed:
+        log.warning("cannot remove the temporary file of an interrupted write: %s", message)
 
 
 def build_model_for_run(cfg: RunConfig) -> nn.Module:
@@ -186,6 +236,7 @@ def _train(cfg: RunConfig, run_dir: Path, *, test_after: bool) -> dict[str, Any]
     runtime.set_threads(cfg.threads)
     check_resume_compatible(cfg, run_dir)
     if main:
+        remove_interrupted_writes(run_dir)
         save_config(cfg, run_dir / "config.yaml")
     runtime.seed_everything(cfg.seed + distributed.rank())
     model = build_model_for_run(cfg)
@@ -232,8 +283,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no config.yaml; is it a sepkit run directory?")
-    raw = yaml.safe_load(path.read_text()) or {}
-    return build_dataclass(RunConfig, raw)
+    return build_dataclass(RunConfig, read_yaml_mapping(path, "run config"))
 
 
 def evaluate(

@@ -10,7 +10,6 @@ from fractions import Fraction
 
 import numpy as np
 import soxr
-from scipy.signal import resample_poly
 
 FRAME_S = 0.02  # analysis frame for activity detection (20 ms)
 
@@ -20,6 +19,8 @@ def resample_exact(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     if rate_in == rate_out:
         return x.astype(np.float32, copy=False)
     ratio = Fraction(rate_out, rate_in)
+    from scipy.signal import resample_poly  # lazy: scipy.signal costs ~1 s of CLI start-up
+
     y = resample_poly(x.astype(np.float64), ratio.numerator, ratio.denominator, axis=-1)
     return y.astype(np.float32)
 

@@ -38,10 +38,16 @@ class DataConfig:
             raise ValueError("data.sample_rate: must be positive")
         if self.num_spks < 1:
             raise ValueError("data.num_spks: must be >= 1")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
+        if self.batch_size < 1:
             raise ValueError("data.batch_size: must be >= 1")
+        if self.eval_batch_size < 1:
+            raise ValueError("data.eval_batch_size: must be >= 1")
         if self.training_signal_len < 1:
             raise ValueError("data.training_signal_len: must be positive")
+        if self.num_workers < 0:
+            raise ValueError("data.num_workers: must be >= 0")
+        if self.max_examples < 0:
+            raise ValueError("data.max_examples: must be >= 0 (0 = all)")
         lo, hi = self.speed_perturb_range
         if not 0 < lo <= hi:
             raise ValueError("data.speed_perturb_range: need 0 < low <= high")

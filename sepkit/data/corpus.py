@@ -17,6 +17,7 @@ the root with the usual aliases (train: tr, train-360, train-100; valid: cv, dev
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,9 +93,23 @@ def locate_split(cfg: DataConfig, split: str) -> tuple[str, Path]:
 
 
 def _csv_layout(path: Path) -> str:
-    with path.open(newline="") as f:
-        header = next(csv.reader(f), [])
+    header = next(csv.reader(io.StringIO(_read_csv_text(path))), [])
     return "librimix" if "mixture_ID" in header or "mixture_path" in header else "manifest"
+
+
+def _read_csv_text(path: Path) -> str:
+    """The text of a CSV file, as UTF-8 whatever the locale (a leading BOM, as spreadsheets write
+    it, is dropped). A file in another encoding is a :class:`DataError` naming file and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {data[err.start]:#04x} on line {line}); save the CSV "
+            "as UTF-8",
+            [Problem(f"line {line}", str(path), "not UTF-8")],
+        ) from err
 
 
 def _mix_folder(split_dir: Path, cfg: DataConfig) -> str | None:
@@ -115,7 +130,7 @@ def load_records(cfg: DataConfig, split: str) -> tuple[list[Record], list[Proble
     if layout == "wsj0-mix":
         records, problems = _folder_records(path, cfg)
     else:
-        records, problems = _csv_records(path, root, layout)
+        records, problems = _csv_records(path, root, layout, cfg.num_spks)
     records, dup = _dedupe(records)
     return records, problems + dup, f"{layout}:{path}"
 
@@ -173,11 +188,23 @@ def _speakers_from_name(stem: str, n_src: int) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------- CSV
 
 
-def _csv_records(path: Path, root: Path, layout: str) -> tuple[list[Record], list[Problem]]:
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
+def _csv_records(
+    path: Path, root: Path, layout: str, num_spks: int
+) -> tuple[list[Record], list[Problem]]:
+    """Records of a manifest or LibriMix CSV with ``num_spks`` (or more) source columns.
+
+    A missing column makes the whole file unusable (DataError at once); a row with empty or
+    missing cells (a write cut short, a hand edit) is one bad example, reported like a bad file.
+    """
+    try:
+        reader = csv.DictReader(io.StringIO(_read_csv_text(path), newline=""))
         header = list(reader.fieldnames or [])
-        rows = list(reader)
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as err:
+        raise DataError(
+            f"{path}: not a valid CSV file (line {reader.line_num}: {err})",
+            [Problem(f"line {reader.line_num}", str(path), f"not a valid CSV file: {err}")],
+        ) from err
     if layout == "librimix":
         id_col, mix_col, src_fmt, spk_fmt = "mixture_ID", "mixture_path", "source_{}_path", None
     else:
@@ -185,24 +212,23 @@ def _csv_records(path: Path, root: Path, layout: str) -> tuple[list[Record], lis
     n_src = 0
     while src_fmt.format(n_src + 1) in header:
         n_src += 1
-    missing = [c for c in (id_col, mix_col) if c not in header]
-    if n_src == 0:
-        missing.append(src_fmt.format(1))
-    if missing:
-        raise DataError(
-            f"{path}: missing column {', '.join(missing)} (header: {', '.join(header)}). "
-            f"A {layout} CSV needs {id_col}, {mix_col}, {src_fmt.format(1)}, {src_fmt.format(2)}...",
-            [Problem("-", str(path), f"missing column {c}") for c in missing],
-        )
+    _require_columns(path, layout, header, [id_col, mix_col], src_fmt, n_src, num_spks)
     resolve = _Resolver(root, path.parent)
     records: list[Record] = []
     problems: list[Problem] = []
-    for line, row in enumerate(rows, start=2):
+    src_cols = [src_fmt.format(k + 1) for k in range(n_src)]
+    for line, row in rows:
         rid = (row.get(id_col) or "").strip()
-        if not rid:
-            problems.append(Problem(f"line {line}", str(path), "missing column value: empty id"))
+        empty = [c for c in (mix_col, *src_cols) if not (row.get(c) or "").strip()]
+        if not rid or empty:
+            what = id_col if not rid else ", ".join(empty)
+            problems.append(
+                Problem(
+                    rid or f"line {line}", str(path), f"incomplete row: line {line} has no {what}"
+                )
+            )
             continue
-        sources = tuple(resolve(row[src_fmt.format(k + 1)]) for k in range(n_src))
+        sources = tuple(resolve(row[c]) for c in src_cols)
         noise = resolve(row["noise_path"]) if row.get("noise_path") else None
         if spk_fmt and all(row.get(spk_fmt.format(k + 1)) for k in range(n_src)):
             speakers = tuple(row[spk_fmt.format(k + 1)] for k in range(n_src))
@@ -210,6 +236,28 @@ def _csv_records(path: Path, root: Path, layout: str) -> tuple[list[Record], lis
             speakers = _speakers_from_name(rid, n_src)
         records.append(Record(rid, resolve(row[mix_col]), sources, noise, speakers))
     return records, problems
+
+
+def _require_columns(
+    path: Path,
+    layout: str,
+    header: list[str],
+    fixed: list[str],
+    src_fmt: str,
+    n_src: int,
+    num_spks: int,
+) -> None:
+    """DataError naming every missing column: the fixed ones and sources 1..``num_spks``."""
+    missing = [c for c in fixed if c not in header]
+    missing += [src_fmt.format(k) for k in range(n_src + 1, num_spks + 1)]
+    if not missing:
+        return
+    needed = ", ".join([*fixed, *(src_fmt.format(k + 1) for k in range(num_spks))])
+    raise DataError(
+        f"{path}: missing column {', '.join(missing)} (header: {', '.join(header)}). "
+        f"A {layout} CSV with data.num_spks={num_spks} needs {needed}",
+        [Problem("-", str(path), f"missing column {c}") for c in missing],
+    )
 
 
 class _Resolver:

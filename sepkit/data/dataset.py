@@ -131,8 +131,10 @@ def build_dataset(
     records, problems, layout = load_records(cfg, split)
     if cfg.max_examples > 0:
         records = records[: cfg.max_examples]
+    if not records and not problems:
+        raise DataError(f"data split {split!r} ({layout}): lists no examples")
     counts = {len(r.sources) for r in records}
-    if counts != {cfg.num_spks}:
+    if records and counts != {cfg.num_spks}:
         raise DataError(
             f"{layout}: examples have {sorted(counts)} sources, data.num_spks={cfg.num_spks}; "
             "set data.num_spks to the corpus's number of sources (s1..sC)",

@@ -3,8 +3,10 @@
 Why: a static corpus shows the model the same few thousand speaker pairs, gains and alignments
 every epoch; remixing gives a fresh combination each time and is the standard way (SepFormer,
 WaveSplit) to push SI-SNRi up on wsj0-2mix. Speakers are drawn *without replacement within a
-mixture* (never the same speaker twice in one mixture); gains are uniform in ±``gain_db`` relative to
-the first source, as wsj0-2mix. All draws come from the per-example generator (see
+mixture* (never the same speaker twice in one mixture), each with probability proportional to its
+number of source files, so remixing keeps the corpus's own balance (of genders, for one) instead
+of over-drawing speakers with few utterances; gains are uniform in ±``gain_db`` relative to the
+first source, as wsj0-2mix. All draws come from the per-example generator (see
 :mod:`sepkit.data.augment`), so a given (seed, epoch, index) always gives the same mixture.
 """
 
@@ -56,6 +58,8 @@ class DynamicMixer:
                 pool.setdefault(spk, []).append((src, frames[src]))
         self.speakers = sorted(pool)
         self.pool = [pool[s] for s in self.speakers]
+        counts = np.array([len(files) for files in self.pool], dtype=np.float64)
+        self.weights = counts / counts.sum()
         if len(self.speakers) < num_spks:
             raise DataError(
                 f"dynamic mixing needs at least {num_spks} speakers, the corpus has "
@@ -90,7 +94,7 @@ class DynamicMixer:
         self, rng: np.random.Generator, target: int | None
     ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
         """``(sources [C, T], noise [T] or None, speaker IDs)``: a new mixture; ``target`` caps T."""
-        chosen = rng.choice(len(self.speakers), size=self.num_spks, replace=False)
+        chosen = rng.choice(len(self.speakers), size=self.num_spks, replace=False, p=self.weights)
         signals = []
         for c in chosen:
             path, frames = self.pool[int(c)][int(rng.integers(len(self.pool[int(c)])))]

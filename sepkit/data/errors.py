@@ -21,6 +21,8 @@ HINTS: dict[str, str] = {
     "silent source": "a source is all zeros; drop the example or fix the source file",
     "duplicate id": "example IDs must be unique within a split",
     "missing column": "add the column to the CSV (see docs for the manifest format)",
+    "incomplete row": "the CSV row has fewer values than the header (a write cut short?); "
+    "complete or delete it",
     "source count": "set data.num_spks to the corpus's number of sources",
 }
 

@@ -42,7 +42,6 @@ from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import lfilter
 
 from sepkit.data import audio, synth
 from sepkit.data.speakers import ACCENTS, SPLITS, Speaker, make_speakers
@@ -50,7 +49,7 @@ from sepkit.data.text import utterance_ssml
 from sepkit.utils.io import atomic_write_text
 
 CORPUS_FORMAT = "sepkit-espeak-corpus"
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2  # 2: family split stratified by synthesiser (speakers.family_splits)
 CACHE_DIR = ".utterance-cache"
 #: Active speech level each utterance is normalised to before gains (dB re full scale).
 SPEECH_LEVEL_DB = -25.0
@@ -154,6 +153,22 @@ def _utt_key(ssml: str, voice: synth.Voice) -> str:
     return h[:20]
 
 
+def gender_balanced_weights(speakers: list[Speaker]) -> np.ndarray:
+    """Probability of drawing each speaker into a mixture: each gender gets an equal share.
+
+    eSpeak has about four male variants for each female one; drawing speakers uniformly gave 64 %
+    male-male test mixtures. The corpora sepkit imitates are balanced (WSJ0's and LibriSpeech's
+    speaker sets are about half female), so mixtures draw genders, not variants, evenly.
+    """
+    genders = [s.gender for s in speakers]
+    share = {g: 1.0 / (len(set(genders)) * genders.count(g)) for g in set(genders)}
+    return np.array([share[g] for g in genders])
+
+
+def _pick(rng: np.random.Generator, pool: list[UttPlan]) -> UttPlan:
+    return pool[int(rng.integers(len(pool)))]
+
+
 def _plan_split(spec: CorpusSpec, split: str) -> tuple[list[Speaker], list[MixPlan]]:
     n_mix = spec.counts()[split]
     speakers = make_speakers(split, spec.seed, spec.speakers_per_variant, spec.accents)
@@ -166,12 +181,12 @@ def _plan_split(spec: CorpusSpec, split: str) -> tuple[list[Speaker], list[MixPl
         )
     rng = np.random.default_rng([spec.seed, 11, SPLITS.index(split)])
     n_utts = math.ceil(n_mix * spec.num_speakers / spec.utterance_reuse)
-    per_speaker = max(1, math.ceil(n_utts / len(speakers)))
+    weights = gender_balanced_weights(speakers)
     lo_s, hi_s = spec.utterance_seconds
     pools: dict[str, list[UttPlan]] = {}
-    for spk in speakers:
+    for spk, weight in zip(speakers, weights, strict=True):
         pool = []
-        for _ in range(per_speaker):
+        for _ in range(max(1, math.ceil(n_utts * weight))):
             rate = round(spk.rate * (1.0 + float(rng.uniform(-spec.rate_jitter, spec.rate_jitter))))
             pitch = int(
                 np.clip(spk.pitch + rng.integers(-spec.pitch_jitter, spec.pitch_jitter + 1), 0, 100)
@@ -186,8 +201,8 @@ def _plan_split(spec: CorpusSpec, split: str) -> tuple[list[Speaker], list[MixPl
     spk_ids = [s.id for s in speakers]
     plans = []
     for i in range(n_mix):
-        chosen = rng.choice(len(spk_ids), size=spec.num_speakers, replace=False)
-        utts = [pools[spk_ids[c]][int(rng.integers(per_speaker))] for c in chosen]
+        chosen = rng.choice(len(spk_ids), size=spec.num_speakers, replace=False, p=weights)
+        utts = [_pick(rng, pools[spk_ids[c]]) for c in chosen]
         rel = [0.0] + [float(rng.uniform(-spec.gain_db, spec.gain_db)) for _ in utts[1:]]
         mean = sum(rel) / len(rel)
         plan = MixPlan(
@@ -202,7 +217,7 @@ def _plan_split(spec: CorpusSpec, split: str) -> tuple[list[Speaker], list[MixPl
             plan.noise_snr_db = round(float(rng.uniform(*spec.noise_snr_db)), 4)
             others = [j for j in range(len(spk_ids)) if j not in set(chosen.tolist())]
             babblers = rng.choice(others, size=3, replace=False)
-            plan.babble = [pools[spk_ids[b]][int(rng.integers(per_speaker))] for b in babblers]
+            plan.babble = [_pick(rng, pools[spk_ids[b]]) for b in babblers]
         plans.append(plan)
     return speakers, plans
 
@@ -273,6 +288,8 @@ def _load_utterance(utt: UttPlan, cache: Path, spec: CorpusSpec) -> np.ndarray:
     x = audio.resample_exact(x, synth.NATIVE_RATE, spec.sample_rate)
     x = audio.cut_at_pause(x, spec.sample_rate, int(spec.utterance_seconds[1] * spec.sample_rate))
     if utt.emphasis > 0:
+        from scipy.signal import lfilter  # lazy: scipy.signal costs ~1 s of CLI start-up
+
         x = lfilter([1.0, -utt.emphasis], [1.0], x).astype(np.float32)
     if len(x) == 0:
         raise synth.SynthError(f"utterance {utt.key} ({utt.voice.name}) came out silent")
@@ -417,13 +434,19 @@ def generate_corpus(
 ) -> dict[str, Any]:
     """Create (or reuse) the corpus described by ``spec`` in ``out_dir``; return a summary.
 
-    A complete corpus with an equal spec (``out_dir/corpus.json``) is reused as is. Otherwise the
-    split folders are rewritten; synthesized utterances are cached in ``out_dir/.utterance-cache``
-    and reused across re-runs and specs. ``workers`` defaults to the number of CPU cores.
+    A complete corpus with an equal spec and generator version (``out_dir/corpus.json``) is reused
+    as is. Otherwise the split folders are rewritten; synthesized utterances are cached in
+    ``out_dir/.utterance-cache`` and reused across re-runs and specs. ``workers`` defaults to the
+    number of CPU cores.
     """
     out_dir = Path(out_dir)
     meta = _read_meta(out_dir)
-    if meta and meta.get("complete") and meta.get("spec") == spec.to_json():
+    if (
+        meta
+        and meta.get("version") == CORPUS_VERSION
+        and meta.get("complete")
+        and meta.get("spec") == spec.to_json()
+    ):
         summary = dict(meta["summary"])
         summary["reused"] = True
         return summary

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -170,15 +171,24 @@ def check_records(
             if f.silent and role.startswith("s"):
                 problems.append(Problem(r.id, str(path), "silent source: all samples are zero"))
             lengths[role] = f.frames
-        if "mix" in lengths:
-            for role, n in lengths.items():
-                if n != lengths["mix"]:
-                    path = dict(files)[role]
-                    problems.append(
-                        Problem(
-                            r.id,
-                            str(path),
-                            f"length mismatch: {n} samples, mixture has {lengths['mix']}",
-                        )
-                    )
+        problems += _length_problems(r.id, dict(files), lengths)
     return problems
+
+
+def _length_problems(rid: str, paths: dict[str, Path], lengths: dict[str, int]) -> list[Problem]:
+    """Name the file(s) whose length differs from the example's usual one.
+
+    The usual length is the one most files share (the mixture's on a tie): a mixture cut short
+    names the mixture, not its intact sources, so the message points at the file to re-create.
+    """
+    if len(set(lengths.values())) <= 1:
+        return []
+    votes = Counter(lengths.values())
+    usual = max(votes, key=lambda n: (votes[n], n == lengths.get("mix")))
+    return [
+        Problem(
+            rid, str(paths[role]), f"length mismatch: {n} samples, the other files have {usual}"
+        )
+        for role, n in lengths.items()
+        if n != usual
+    ]

@@ -6,6 +6,7 @@ A training checkpoint is a superset (it also holds optimiser, scheduler, RNG... 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,27 @@ def read_payload(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a zip, pickle error...
         raise ModelFileError(
-            f"{path}: cannot be read as a sepkit checkpoint or model file ({type(err).__name__}: "
-            f"{err}); the file is corrupt or truncated"
+            f"{path}: cannot be read as a sepkit checkpoint or model file ({_load_failure(err)}); "
+            "the file is corrupt or truncated"
         ) from err
     if not isinstance(payload, dict) or "model_state" not in payload or "model_spec" not in payload:
         raise ModelFileError(
             f"{path}: not a sepkit checkpoint or model file (no model_spec/model_state)"
         )
     return payload
+
+
+def _load_failure(err: Exception) -> str:
+    """One short line from ``torch.load``'s error. Its weights-only message runs to a page of
+    advice (load with ``weights_only=False``, file an issue) that is wrong for a damaged file;
+    the actual reason is the unpickler's line after ``WeightsUnpickler error:``."""
+    text = str(err).strip()
+    match = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    reason = match.group(1) if match else (text.splitlines() or [""])[0]
+    reason = reason.strip()
+    if len(reason) > 160:
+        reason = reason[:157] + "..."
+    return f"{type(err).__name__}: {reason}" if reason else type(err).__name__
 
 
 def load_model(path: str | Path) -> nn.Module:

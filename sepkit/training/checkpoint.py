@@ -8,6 +8,13 @@ Every file is written to a temporary sibling, fsynced and renamed, so a crash at
 the previous checkpoint intact and loadable. If the newest file is unreadable anyway (a disk fault,
 a copy cut short by hand), resume says so, moves it aside as ``*.corrupt`` (never deletes it) and
 falls back to the next one.
+
+The checkpoint files are the truth and ``index.json`` / ``best.pt`` are derived from them: each file
+carries its own validation loss, so a crash between writing a file and updating the index (or a
+disk that filled up in between) is repaired on resume by :meth:`CheckpointManager.recover`, which
+also deletes the temporary files of writes cut short. A write that fails (disk full, read-only
+file system) raises a :class:`~sepkit.utils.io.WriteError` that says which checkpoint is still
+intact and how to continue.
 """
 
 from __future__ import annotations
@@ -20,18 +27,27 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NoReturn
 
 import torch
 
 from sepkit.models.io import ModelFileError, read_payload
-from sepkit.utils.io import atomic_open, atomic_write_text, fsync_dir
+from sepkit.utils.io import (
+    WriteError,
+    atomic_open,
+    atomic_write_text,
+    atomic_write_with,
+    fsync_dir,
+    os_error_in,
+    remove_stale_temp_files,
+)
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "sepkit-checkpoint"
 CHECKPOINT_VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
+_BEST_TMP = ".best.pt.tmp"
 
 
 class CheckpointError(RuntimeError):
@@ -58,7 +74,7 @@ class CheckpointManager:
         try:
             data = json.loads(self._index_path().read_text())
             return {str(k): v for k, v in data.get("valid_loss", {}).items()}
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             return {}
 
     def list(self) -> list[CheckpointInfo]:
@@ -79,18 +95,50 @@ class CheckpointManager:
 
     # ---- writing -------------------------------------------------------------------------------
     def save(self, state: dict[str, Any], step: int, valid_loss: float | None) -> Path:
-        """Write ``ckpt-<step>.pt`` atomically, update the index and ``best.pt``, prune old files."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write ``ckpt-<step>.pt`` atomically, update the index and ``best.pt``, prune old files.
+
+        Raises :class:`~sepkit.utils.io.WriteError` when the disk refuses a write; the message
+        names the checkpoint that is still intact, which re-running the same command resumes from.
+        """
         path = self.directory / f"ckpt-{step:09d}.pt"
-        payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-        with atomic_open(path, "wb") as handle:
-            torch.save(payload, handle)
-        losses = self._read_index()
-        losses[path.name] = valid_loss
-        self._write_index(losses)
-        self._prune()
-        self._link_best()
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "valid_loss": valid_loss,  # the index can be rebuilt from the files alone
+            **state,
+        }
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with atomic_open(path, "wb") as handle:
+                torch.save(payload, handle)
+        except Exception as err:
+            _raise_write_failed(err, path, self._not_written(path))
+        try:
+            losses = self._read_index()
+            losses[path.name] = valid_loss
+            self._write_index(losses)
+            self._prune()
+            self._link_best()
+        except Exception as err:
+            detail = (
+                f"{path.name} was written and is intact, but index.json/best.pt could not be "
+                "updated; re-run the same command to resume from it (the index is rebuilt)"
+            )
+            _raise_write_failed(err, self._index_path(), detail)
         return path
+
+    def _not_written(self, path: Path) -> str:
+        previous = [c for c in self.list() if c.path != path]
+        if not previous:
+            return (
+                "checkpoint not written and none was written before: fix the disk, then "
+                "re-running the same command starts from step 0"
+            )
+        return (
+            f"checkpoint not written; the last good one, {previous[-1].path.name} (step "
+            f"{previous[-1].step}), is intact: free space or make {self.directory} writable, "
+            "then re-run the same command to resume from it"
+        )
 
     def _write_index(self, losses: dict[str, float | None]) -> None:
         present = {c.path.name for c in self.list()}
@@ -119,31 +167,102 @@ class CheckpointManager:
             self._write_index(self._read_index())
 
     def _link_best(self) -> None:
+        """Point ``best.pt`` at the best checkpoint (a hard link; a copy where links fail)."""
         best = self.best()
         if best is None:
             return
         target = self.directory / "best.pt"
-        tmp = self.directory / ".best.pt.tmp"
+        with contextlib.suppress(OSError):
+            if os.path.samefile(best.path, target):
+                return  # already right; renaming a link over itself would leave the temp behind
+        tmp = self.directory / _BEST_TMP
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         try:
             os.link(best.path, tmp)
         except OSError:  # file systems without hard links
-            shutil.copyfile(best.path, tmp)
+            atomic_write_with(target, lambda handle: _copy_into(best.path, handle))
+            return
         os.replace(tmp, target)
         fsync_dir(self.directory)
 
+    # ---- recovery ------------------------------------------------------------------------------
+    def recover(self, loaded: dict[str, dict[str, Any]] | None = None) -> None:
+        """Undo what a crash can leave: temp files of interrupted writes, an index that misses
+        the newest checkpoint, ``best.pt`` pointing at a file that is no longer the best.
+
+        ``loaded`` maps file names to payloads already in memory (no second read). Only the
+        training process that owns the directory may call it (a live writer's temp file would
+        look stale).
+        """
+        self._remove_temp_files()
+        losses = self._read_index()
+        present = {c.path.name: c for c in self.list()}
+        missing = [name for name in present if name not in losses]
+        for name in missing:
+            payload = (loaded or {}).get(name)
+            if payload is None:
+                try:
+                    payload = load_checkpoint(present[name].path)
+                except CheckpointError:
+                    continue  # latest_loadable moves it aside if it is ever the newest
+            losses[name] = payload.get("valid_loss")
+        if missing or set(losses) - set(present):
+            log.warning("checkpoint index out of date (interrupted write); rebuilt from the files")
+            self._write_index(losses)
+        self._link_best()
+
+    def _remove_temp_files(self) -> None:
+        removed, failed = remove_stale_temp_files(self.directory)
+        best_tmp = self.directory / _BEST_TMP
+        if best_tmp.exists():
+            try:
+                best_tmp.unlink()
+                removed.append(best_tmp)
+            except OSError as err:
+                failed.append(f"{best_tmp}: {err.strerror or err}")
+        if removed:
+            names = ", ".join(p.name for p in removed)
+            log.info("removed %d temporary file(s) of interrupted writes: %s", len(removed), names)
+        for message in failed:
+            log.warning("cannot remove the temporary file of an interrupted write: %s", message)
+
     # ---- reading -------------------------------------------------------------------------------
     def latest_loadable(self) -> tuple[Path, dict[str, Any]] | None:
-        """The newest checkpoint that loads; unreadable newer ones are moved aside with a warning."""
+        """The newest checkpoint that loads; unreadable newer ones are moved aside with a warning.
+
+        Repairs the directory first (:meth:`recover`), so it is meant for the process that is
+        about to resume training in it.
+        """
+        found = None
         for info in reversed(self.list()):
             try:
-                return info.path, load_checkpoint(info.path)
+                found = info.path, load_checkpoint(info.path)
+                break
             except CheckpointError as err:
                 aside = info.path.with_suffix(".pt.corrupt")
                 log.warning("%s; moved to %s and trying the previous checkpoint", err, aside.name)
                 os.replace(info.path, aside)
-        return None
+        try:
+            self.recover({found[0].name: found[1]} if found else None)
+        except Exception as err:
+            detail = "cannot repair the checkpoint directory after an interrupted run"
+            _raise_write_failed(err, self.directory, detail)
+        return found
+
+
+def _raise_write_failed(err: Exception, target: Path, detail: str) -> NoReturn:
+    """Re-raise ``err``; as a WriteError about ``target`` saying what was kept when the disk
+    (not a bug) caused it."""
+    cause = os_error_in(err)
+    if cause is None:
+        raise err
+    raise WriteError(cause.errno, f"{cause.strerror or cause}: {detail}", str(target)) from err
+
+
+def _copy_into(source: Path, handle: IO[bytes]) -> None:
+    with source.open("rb") as src:
+        shutil.copyfileobj(src, handle)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -41,15 +42,30 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def shutdown() -> None:
-    """Leave the process group cleanly: wait for every rank, then destroy it.
+def shutdown(failed: bool | None = None) -> None:
+    """Leave the process group. Drop DDP-wrapped models before.
 
-    Destroying gloo's group while a peer is still in its last collective (or exiting without
+    After a normal end every rank waits for the others (a barrier), then destroys the group:
+    destroying gloo's group while a peer is still in its last collective (or exiting without
     destroying it at all) can abort the process at exit ("terminate called without an active
-    exception"); the barrier makes every rank arrive first. Drop DDP-wrapped models before.
+    exception").
+
+    After a failure there is no barrier. ``failed`` defaults to "called while an exception
+    propagates" (from a ``finally``, as :func:`sepkit.run.train` does). A rank failing alone (a bad
+    file, an out-of-memory error...) would otherwise wait in the barrier for peers that are
+    blocked in the step's all-reduce waiting for *it*: a deadlock until the process group's timeout
+    (30 min). Leaving at once closes its connections, the peers' collective fails within
+    milliseconds, and torchrun, seeing a worker exit non-zero, stops the rest of the job.
     """
-    if dist.is_available() and dist.is_initialized():
-        try:
-            dist.barrier()
-        finally:
-            dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if failed is None:
+        failed = sys.exc_info()[1] is not None
+    if failed:
+        log.warning("rank %d leaves the process group after an error (no barrier)", rank())
+        dist.destroy_process_group()
+        return
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()

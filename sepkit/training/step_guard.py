@@ -60,25 +60,33 @@ class StepGuard:
     def _distributed(self) -> bool:
         return dist.is_available() and dist.is_initialized()
 
-    def keep_mask(self, per_example: Tensor) -> tuple[Tensor, Tensor]:
-        """``(finite [B], keep [B])``: keep = finite and (above threshold when filtering)."""
+    def keep_mask(
+        self, per_example: Tensor, defined: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(finite [B], keep [B])``: keep = finite and defined and (above threshold when
+        filtering). ``defined`` is False for examples whose loss means nothing (no active
+        reference, :func:`sepkit.losses.defined_examples`): left out like filtered ones."""
         finite = torch.isfinite(per_example)
-        keep = finite
+        keep = finite if defined is None else finite & defined
         if self.config.threshold_byloss:
             keep = keep & (per_example > self.config.threshold)
         return finite, keep
 
     def decide(
-        self, per_example: Tensor, flags: Sequence[float] = ()
+        self,
+        per_example: Tensor,
+        flags: Sequence[float] = (),
+        defined: Tensor | None = None,
     ) -> tuple[StepDecision, Tensor]:
         """Return the decision and the local kept-loss sum (connected to the graph).
 
         ``flags`` ride along in the same all-reduce and come back summed over ranks: the loop
         uses them to agree on decisions that depend on each rank's own clock (time budget,
         time-based checkpoints), which would otherwise split the ranks and hang a collective.
+        ``defined [B]`` marks the examples whose loss is meaningful (see :meth:`keep_mask`).
         """
         per_example = per_example.float()
-        finite, keep = self.keep_mask(per_example)
+        finite, keep = self.keep_mask(per_example, defined)
         local_sum = torch.where(keep, per_example, torch.zeros_like(per_example)).sum()
         stats = torch.stack(
             [

@@ -3,19 +3,23 @@
 Rows are plain Python values collected from numbers the step already brought to the host, so
 logging adds no device sync. The buffer is flushed every ``log_every`` steps and before every
 checkpoint; on resume, rows newer than the checkpoint are dropped so the file never holds a step
-twice.
+twice, and so is a last row cut short by a crash or a full disk in the middle of an append (new
+rows would otherwise be glued onto it). A failed append raises a
+:class:`~sepkit.utils.io.WriteError` naming the file: training stops rather than run on unlogged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sepkit.utils.io import atomic_write_text
+from sepkit.utils.io import WriteError, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +58,37 @@ class CsvLog:
     def flush(self) -> None:
         if not self.buffer:
             return
-        new_file = not self.path.exists() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerows(self.buffer)
+        try:
+            new_file = not self.path.exists() or self.path.stat().st_size == 0
+            with self.path.open("a", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+                if new_file:
+                    writer.writeheader()
+                writer.writerows(self.buffer)
+        except OSError as err:
+            detail = (
+                f": cannot append to {self.path.name}; free space (or make the run directory "
+                "writable) and re-run the same command to resume from the last checkpoint"
+            )
+            raise WriteError(err.errno, f"{err.strerror or err}{detail}", str(self.path)) from err
         self.buffer.clear()
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows with ``step`` greater than the resumed step (written after the checkpoint)."""
+        """Drop rows with ``step`` greater than the resumed step (written after the checkpoint),
+        and a last row without its line end (an append cut short)."""
         self.buffer.clear()
-        if not self.path.exists():
+        try:
+            with self.path.open(newline="") as handle:
+                text = handle.read()
+        except FileNotFoundError:
             return
-        with self.path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        complete = text[: text.rfind("\n") + 1]  # "" when not even the header is whole
+        rows = list(csv.DictReader(io.StringIO(complete, newline="")))
         kept = [r for r in rows if _as_int(r.get("step")) <= step]
-        if len(kept) == len(rows):
+        if len(kept) == len(rows) and complete == text:
             return
+        if complete != text:
+            log.warning("%s: dropped a row cut short by an interrupted write", self.path.name)
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=self.columns, extrasaction="ignore")
         writer.writeheader()
@@ -86,6 +103,64 @@ def _as_int(value: str | None) -> int:
         return 0
 
 
+class TensorBoardLog:
+    """TensorBoard scalars: an optional extra that must neither stop a run nor spray tracebacks.
+
+    The writer works in a background thread; when the disk fills up, that thread dies printing a
+    traceback and the next call in the main thread re-raises its error, without a file name. Here
+    the first failure turns TensorBoard off with one warning. ``metrics.csv``, on the same disk, is
+    the log that matters: its next write fails with an error naming it, and the run stops.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # ImportError: not installed
+
+        self.folder = folder
+        self.writer: Any = SummaryWriter(str(folder))
+        _quiet_tensorboard_thread_errors()
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        def write() -> None:
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
+
+        self._call(write)
+
+    def flush(self) -> None:
+        self._call(lambda: self.writer.flush())
+
+    def close(self) -> None:
+        self._call(lambda: self.writer.close())
+        self.writer = None
+
+    def _call(self, action: Callable[[], None]) -> None:
+        if self.writer is None:
+            return
+        try:
+            action()
+        except Exception as err:
+            log.warning("TensorBoard logging in %s stopped: %s", self.folder, err)
+            writer, self.writer = self.writer, None
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+def _quiet_tensorboard_thread_errors() -> None:
+    """Let a dying TensorBoard writer thread exit without a traceback on stderr: its OSError is
+    re-raised in the main thread, where :class:`TensorBoardLog` reports it in one line."""
+    previous = threading.excepthook
+    if getattr(previous, "sepkit_quiets_tensorboard", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        from_tensorboard = type(args.thread).__module__.startswith("tensorboard.")
+        if not (from_tensorboard and isinstance(args.exc_value, OSError)):
+            previous(args)
+
+    hook.sepkit_quiets_tensorboard = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
 class Telemetry:
     """Training and validation logs of one run (a no-op object on non-zero ranks)."""
 
@@ -94,17 +169,15 @@ class Telemetry:
         self.log_every = max(1, log_every)
         self.steps: CsvLog | None = None
         self.valid: CsvLog | None = None
-        self.tb: Any = None
+        self.tb: TensorBoardLog | None = None
         if not self.enabled or run_dir is None:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
         self.steps = CsvLog(run_dir / "metrics.csv", STEP_COLUMNS)
         self.valid = CsvLog(run_dir / "valid.csv", VALID_COLUMNS)
         try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-        except Exception:  # tensorboard not installed: CSV only
+            self.tb = TensorBoardLog(run_dir / "tensorboard")
+        except Exception:  # tensorboard not installed (or its folder not writable): CSV only
             self.tb = None
 
     def step(self, row: dict[str, Any]) -> None:
@@ -112,12 +185,11 @@ class Telemetry:
             return
         self.steps.append(row)
         if self.tb is not None:
-            step = row["step"]
-            self.tb.add_scalar("train/loss", row["loss"], step)
+            values = {"train/loss": row["loss"], "train/skipped": int(row["skipped"])}
             if row.get("grad_norm") not in (None, ""):
-                self.tb.add_scalar("train/grad_norm", row["grad_norm"], step)
-            self.tb.add_scalar("train/skipped", int(row["skipped"]), step)
-            self.tb.add_scalar("train/kept_fraction", row["kept"] / max(1, row["total"]), step)
+                values["train/grad_norm"] = row["grad_norm"]
+            values["train/kept_fraction"] = row["kept"] / max(1, row["total"])
+            self.tb.scalars(values, row["step"])
         if len(self.steps.buffer) >= self.log_every:
             self.flush()
 
@@ -127,8 +199,7 @@ class Telemetry:
         self.valid.append(row)
         self.valid.flush()
         if self.tb is not None:
-            self.tb.add_scalar("valid/loss", row["valid_loss"], row["step"])
-            self.tb.add_scalar("train/lr", row["lr"], row["step"])
+            self.tb.scalars({"valid/loss": row["valid_loss"], "train/lr": row["lr"]}, row["step"])
 
     def flush(self) -> None:
         if self.steps is not None:

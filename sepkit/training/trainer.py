@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sepkit.data.batch import Batch
-from sepkit.losses import apply_permutation, pit_si_snr
+from sepkit.losses import apply_permutation, defined_examples, pit_si_snr
 from sepkit.training import runtime
 from sepkit.training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
 from sepkit.training.config import TrainConfig
@@ -138,7 +138,8 @@ class Trainer:
 
     # ================================================================ the training step ==========
     def fit_batch(self, batch: Batch) -> float:
-        """One training batch; returns the detached loss (0.0 when the step was skipped)."""
+        """One training batch; returns the detached loss: 0.0 when the loss made the step skip
+        (nonfinite, above ``loss_upper_lim``, nothing kept), the finite loss when the gradient did."""
         started = time.perf_counter()
         self.module.train()
         batch = batch.to(self.device, non_blocking=True)
@@ -151,13 +152,13 @@ class Trainer:
         with sync_context:
             with runtime.autocast(self.device, self.config.precision):
                 est = self.model(batch.mix)
+            sources = batch.sources.float()
             per_example, _ = pit_si_snr(
-                est.float(),
-                batch.sources.float(),
-                method=self.config.pit_method,
-                lengths=batch.lengths,
+                est.float(), sources, method=self.config.pit_method, lengths=batch.lengths
             )
-            decision, local_sum = self.guard.decide(per_example, self._loop_flags)
+            # Examples without an active (non-silent) source have no defined loss: left out.
+            defined = defined_examples(sources, lengths=batch.lengths)
+            decision, local_sum = self.guard.decide(per_example, self._loop_flags, defined)
             self._agreed_flags = decision.flags
             if decision.take_step:
                 self.scaler.scale(local_sum * decision.backward_scale).backward()
@@ -265,15 +266,16 @@ class Trainer:
             batch = batch.to(self.device)
             with runtime.autocast(self.device, self.config.precision):
                 est = self.module(batch.mix)
-            est = est.float()
+            est, sources = est.float(), batch.sources.float()
             per_example, perm = pit_si_snr(
-                est, batch.sources.float(), method=self.config.pit_method, lengths=batch.lengths
+                est, sources, method=self.config.pit_method, lengths=batch.lengths
             )
             if stage == "test":
                 self._test_outputs(batch, apply_permutation(est, perm))
+            defined = defined_examples(sources, lengths=batch.lengths)
         finite = torch.isfinite(per_example)
-        values = per_example[finite]
-        if values.numel() < per_example.numel():
+        values = per_example[finite & defined]  # an example without active source means nothing
+        if not bool(finite.all()):
             bad = [batch.ids[i] for i in (~finite).nonzero().flatten().tolist()]
             log.warning("%s: nonfinite loss for %s; left out of the mean", stage, ", ".join(bad))
         return float(values.mean()) if values.numel() else math.nan
@@ -356,6 +358,7 @@ class Trainer:
             epochs = self.epoch
         clock = time.monotonic()
         last_checkpoint = clock
+        batches_per_epoch = _length(train_loader)
         train_seconds_at_start = self.train_seconds
         while self.epoch < epochs:
             self._start_epoch(train_loader)
@@ -381,7 +384,11 @@ class Trainer:
                     self.config.checkpoint_every_steps
                     and self.step % self.config.checkpoint_every_steps == 0
                 )
-                if self._micro_index == 0 and (steps_due or checkpoint_time):
+                # The loop's last step is checkpointed after validation, just below. Saving it
+                # here too would write a pre-validation checkpoint of the same step; a crash
+                # between the two would resume from it and validate that step twice.
+                loop_ends = budget_hit or self.batch_in_epoch == batches_per_epoch
+                if self._micro_index == 0 and (steps_due or checkpoint_time) and not loop_ends:
                     self.save_checkpoint()
                     last_checkpoint = now
                 if budget_hit:
@@ -582,6 +589,11 @@ class Trainer:
         if self.distributed:
             dist.broadcast_object_list(chosen, src=0)
         if chosen[0] is None:
+            # Rows a killed earlier launch flushed before its first checkpoint would be written
+            # again from step 1: a start from scratch starts the logs from scratch too.
+            self.telemetry.truncate_after(0)
+            if self.is_main:
+                log.info("no checkpoint in %s: training from step 0", self.checkpoints.directory)
             return False
         path = Path(chosen[0])
         self.load_state_dict(state or load_checkpoint(path), source=str(path))
@@ -589,3 +601,11 @@ class Trainer:
         if self.is_main:
             log.info("resumed from %s (epoch %d, step %d)", path, self.epoch, self.step)
         return True
+
+
+def _length(loader: Iterable[Batch]) -> int | None:
+    """Batches per epoch, or None for loaders without a length (iterable datasets)."""
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None

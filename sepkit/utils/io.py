@@ -3,16 +3,66 @@
 The recipe is the classic one: write to a temporary file in the *same* directory (so the rename
 cannot cross file systems), flush and fsync it, ``os.replace`` it over the target, then fsync the
 directory so the rename itself survives a power loss.
+
+A process killed mid-write (SIGKILL, power loss) cannot remove its temporary file; the next run
+calls :func:`remove_stale_temp_files` on the directories it owns, so crashes do not pile up
+half-written copies (a checkpoint's can be gigabytes). A write that fails (disk full, read-only file
+system) raises :class:`WriteError`, naming the target rather than its temporary sibling and giving
+the operating system's cause even when a library (``torch.save``) wrapped it in another exception.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno as errno_codes
 import os
+import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+#: Names of atomic_open's temporary files: ``.<target>.<8 random characters>.tmp`` (mkstemp).
+TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+class WriteError(OSError):
+    """Writing ``filename`` failed for an operating-system reason (``strerror``, ``errno``).
+
+    An ``OSError``, so callers (and the CLI) that handle disk faults keep working; ``str()`` reads
+    ``<target>: <cause>``.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+def os_error_in(err: BaseException) -> OSError | None:
+    """The first ``OSError`` with an errno in ``err`` or its chain of causes and contexts.
+
+    ``torch.save`` turns a failed write into ``RuntimeError: ... unexpected pos``; the real cause
+    (``ENOSPC``, ``EFBIG``...) survives only as the context of that error.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def as_write_error(err: BaseException, path: Path, what: str = "") -> BaseException:
+    """``err`` as a :class:`WriteError` about ``path`` when an OS error caused it, else ``err``.
+
+    ``what`` prefixes the cause (e.g. ``"cannot write checkpoint: "``).
+    """
+    cause = os_error_in(err)
+    if cause is None:
+        return err
+    reason = cause.strerror or os.strerror(cause.errno or errno_codes.EIO)
+    return WriteError(cause.errno, f"{what}{reason}", str(path))
 
 
 def fsync_dir(directory: Path) -> None:
@@ -33,11 +83,16 @@ def fsync_dir(directory: Path) -> None:
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` for writing; on success it atomically becomes ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was; an exception
+    caused by the operating system (disk full, read-only, quota, file-size limit) is raised as a
+    :class:`WriteError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise as_write_error(err, path) from err
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, mode) as handle:
@@ -45,10 +100,13 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise
+        converted = as_write_error(err, path)
+        if converted is err:
+            raise
+        raise converted from err
     fsync_dir(path.parent)
 
 
@@ -61,3 +119,38 @@ def atomic_write_with(path: str | Path, writer: Callable[[IO[bytes]], None]) -> 
     """Atomically write ``path`` with a function that writes to a binary file object."""
     with atomic_open(path, "wb") as handle:
         writer(handle)
+
+
+def stale_temp_files(directory: Path, targets: Collection[str] | None = None) -> list[Path]:
+    """Temporary files of :func:`atomic_open` in ``directory`` (for ``targets`` only, if given)."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in directory.iterdir():
+        match = TEMP_NAME.match(entry.name)
+        if match and (targets is None or match.group("target") in targets) and entry.is_file():
+            found.append(entry)
+    return sorted(found)
+
+
+def remove_stale_temp_files(
+    directory: Path, targets: Collection[str] | None = None
+) -> tuple[list[Path], list[str]]:
+    """Delete what :func:`atomic_open` writers killed mid-write left in ``directory``.
+
+    Call it only where no other process can be writing (a run directory at the start of the one
+    training process that owns it): a live writer's temporary file looks the same. Returns (the
+    files removed, one message per file that could not be removed, e.g. on a read-only disk).
+    """
+    removed, failed = [], []
+    for tmp in stale_temp_files(directory, targets):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            failed.append(f"{tmp}: {err.strerror or err}")
+    if removed:
+        fsync_dir(directory)
+    return removed, failed

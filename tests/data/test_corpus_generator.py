@@ -18,7 +18,7 @@ from sepkit.data.generate import (
     generate_corpus,
     run_prepare_demo,
 )
-from sepkit.data.speakers import FAMILIES, family_splits
+from sepkit.data.speakers import FAMILIES, family_splits, synthesiser
 
 SMALL = dict(n_train=6, n_valid=2, n_test=2, utterance_seconds=(2.0, 2.5), seed=3)
 
@@ -64,6 +64,8 @@ def test_splits_use_disjoint_voice_families(demo_corpus: Path) -> None:
     for split in ("train", "valid", "test"):
         genders = {FAMILIES[f][0] for f, s in assignment.items() if s == split}
         assert genders == {"m", "f"}, f"{split} lacks a gender"
+        synths = {synthesiser(f) for f, s in assignment.items() if s == split}
+        assert synths <= {synthesiser(f) for f, s in assignment.items() if s == "train"}
     with (demo_corpus / "speakers.csv").open(newline="") as f:
         speakers = list(csv.DictReader(f))
     fams = {

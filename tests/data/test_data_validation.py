@@ -130,3 +130,52 @@ def test_validation_result_cached_by_mtime(
     with pytest.raises(DataError, match="silent source"):
         build_dataset(cfg, "test", train=False, seed=0)
     assert calls == [root / row["s1_path"]]
+
+
+def _test_split_copy(demo_corpus: Path, root: Path) -> list[dict[str, str]]:
+    shutil.copytree(demo_corpus / "test", root / "test")
+    shutil.copy(demo_corpus / "test.csv", root / "test.csv")
+    return _rows(root, "test")
+
+
+def test_truncated_mixture_is_the_file_named(demo_corpus: Path, tmp_path: Path) -> None:
+    """A length mismatch names the odd one out (here the mixture cut short), not its sources."""
+    root = tmp_path / "corpus"
+    rows = _test_split_copy(demo_corpus, root)
+    mix = root / rows[2]["mix_path"]
+    with mix.open("r+b") as f:
+        f.truncate(mix.stat().st_size // 2)  # the data chunk cut short, the header intact
+    with pytest.raises(DataError) as info:
+        build_dataset(DataConfig(root=str(root)), "test", train=False, seed=0)
+    assert [p.file for p in info.value.problems] == [str(mix)]
+    assert info.value.problems[0].problem.startswith("length mismatch")
+
+
+def test_broken_manifests_name_file_row_and_column(demo_corpus: Path, tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    rows = _test_split_copy(demo_corpus, root)
+    csv_path = root / "test.csv"
+    cfg = DataConfig(root=str(root))
+    lines = csv_path.read_text().splitlines()
+    # A row cut short is one bad example (all others still checked), not a crash.
+    cut = [*lines[:3], ",".join(lines[3].split(",")[:2]), *lines[4:]]
+    csv_path.write_text("\n".join(cut) + "\n")
+    with pytest.raises(DataError) as info:
+        build_dataset(cfg, "test", train=False, seed=0)
+    (problem,) = info.value.problems
+    assert problem.id == rows[2]["id"] and problem.file == str(csv_path)
+    assert problem.problem == "incomplete row: line 4 has no s1_path, s2_path"
+    # A spreadsheet's Latin-1 export: the error names the file and the line.
+    csv_path.write_bytes("\n".join(lines).replace("id,", "id\xe9,", 1).encode("latin-1"))
+    with pytest.raises(DataError, match=r"test.csv: not UTF-8 text \(byte 0xe9 on line 1\)"):
+        build_dataset(cfg, "test", train=False, seed=0)
+    # A UTF-8 BOM (as spreadsheets write it) is no reason to lose the first column.
+    csv_path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode())
+    assert len(build_dataset(cfg, "test", train=False, seed=0)) == len(rows)
+    # A missing source column is named, with the data.num_spks that needs it.
+    _write_rows(csv_path, [{k: v for k, v in r.items() if k != "s2_path"} for r in rows])
+    with pytest.raises(DataError, match=r"missing column s2_path .*data.num_spks=2"):
+        build_dataset(cfg, "test", train=False, seed=0)
+    csv_path.write_text(lines[0] + "\n")
+    with pytest.raises(DataError, match=r"test.csv\): lists no examples"):
+        build_dataset(cfg, "test", train=False, seed=0)

@@ -288,9 +288,53 @@ def test_cli_separate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     )
     assert run_separate(args) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["talk_s1.wav", "talk_s2.wav"]
-    args = parser.parse_args(
-        ["--run-dir", str(tmp_path / "nope"), str(wav), "--out", str(tmp_path / "o")]
-    )
-    assert run_separate(args) == 1
-    assert "nope" in capsys.readouterr().err
+    # Errors reach the user as every subcommand's do: one line naming the culprit, exit status 2.
+    from sepkit.cli import main as cli_main
+
+    missing = [
+        "separate",
+        "--run-dir",
+        str(tmp_path / "nope"),
+        str(wav),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert cli_main(missing) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sepkit: error: ") and "nope" in err
     assert math.isfinite(float(sf.read(tmp_path / "o" / "talk_s1.wav")[0].sum()))
+
+
+@pytest.mark.parametrize("chunk_seconds", [1.0, None])
+def test_nan_input_is_named_with_its_position(tmp_path: Path, chunk_seconds: float | None) -> None:
+    """Streamed or whole-file, a NaN sample is an error naming the file and where it is."""
+    mix = np.random.default_rng(0).standard_normal(3 * SR).astype(np.float32) * 0.1
+    mix[2 * SR + 5] = np.nan
+    sf.write(tmp_path / "nan.wav", mix, SR, subtype="FLOAT")
+    with pytest.raises(
+        InputError, match=r"nan\.wav: NaN or infinite samples \(the first at 2\.00 s\)"
+    ):
+        separate_file(
+            LouderBandFirst(), tmp_path / "nan.wav", tmp_path / "out", SR, chunk_seconds, 0.25
+        )
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--overlap-seconds", "5"], "--overlap-seconds 5.0: must be between 0 and half"),
+        (["--chunk-seconds", "-1"], "--chunk-seconds -1.0: must be a length"),
+    ],
+)
+def test_bad_separate_options_are_one_error_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], named: str
+) -> None:
+    from sepkit.cli import main as cli_main
+
+    wav = tmp_path / "talk.wav"
+    sf.write(wav, np.zeros(SR, dtype=np.float32), SR)
+    args = ["separate", "--checkpoint", str(tmp_path / "m.pt"), str(wav), "--out", str(tmp_path)]
+    assert cli_main([*args, *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sepkit: error: {named}"), err

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sepkit.models import available_models, build_model
-from sepkit.models.io import load_model, save_model
+from sepkit.models.io import ModelFileError, load_model, save_model
 from tests.models.conftest import synthetic_batch
 
 # Tiny configurations so that the whole contract runs in seconds on one core.
@@ -89,6 +89,26 @@ def test_model_file_round_trip(name: str, tmp_path: Any) -> None:
     mix = torch.randn(2, 300)
     with torch.no_grad():
         torch.testing.assert_close(model(mix), again(mix))
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (bytes(range(256)) * 4, "UnpicklingError: Unsupported operand"),  # random bytes
+        (b"", "EOFError"),  # empty
+    ],
+)
+def test_damaged_model_file_is_one_line_naming_it(
+    content: bytes, reason: str, tmp_path: Any
+) -> None:
+    """torch.load's page of weights-only advice is wrong for a damaged file: one line instead."""
+    path = tmp_path / "m.pt"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError) as err:
+        load_model(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot be read") and reason in message
+    assert "\n" not in message and "weights_only" not in message
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import csv
+import errno
+import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.tiny_model import TinySeparator
 
-from sepkit.training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
-from sepkit.utils.io import atomic_open
+from sepkit.training import TrainConfig
+from sepkit.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    CheckpointManager,
+    load_checkpoint,
+)
+from sepkit.training.telemetry import STEP_COLUMNS, CsvLog
+from sepkit.training.trainer import Trainer
+from sepkit.utils.io import WriteError, atomic_open
 
 
 def state(step: int) -> dict:
@@ -70,3 +83,88 @@ def test_failed_write_leaves_previous_file_intact(tmp_path: Path) -> None:
         raise RuntimeError("crash in the middle of the write")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]  # no temp file left behind
+
+
+def test_write_error_names_the_target_and_the_root_cause(tmp_path: Path) -> None:
+    """torch.save reports a failed write as ``RuntimeError: ... unexpected pos``; the disk's
+    reason survives only as its context. atomic_open digs it out and names the target file."""
+    target = tmp_path / "ckpt-000000009.pt"
+    with pytest.raises(WriteError) as caught, atomic_open(target) as handle:
+        handle.write(b"partial")
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos") from None
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(target)
+    assert "No space left on device" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone too
+
+
+def test_resume_repairs_what_a_kill_leaves(tmp_path: Path) -> None:
+    """A kill between publishing a checkpoint and updating the index, and one in the middle of a
+    write: resume uses the newest checkpoint, re-indexes it, points best.pt at it, deletes the
+    temporary file."""
+    manager = CheckpointManager(tmp_path, keep_best=2)
+    manager.save(state(3), 3, -1.0)
+    payload = {"format": CHECKPOINT_FORMAT, "version": 1, "valid_loss": -2.0, **state(6)}
+    with atomic_open(tmp_path / "ckpt-000000006.pt") as handle:  # published, never indexed
+        torch.save(payload, handle)
+    stray = tmp_path / ".ckpt-000000009.pt.k1ll3d_x.tmp"
+    stray.write_bytes(b"half a checkpoint")
+
+    path, loaded = manager.latest_loadable() or (None, {})
+    assert path is not None and path.name == "ckpt-000000006.pt" and loaded["step"] == 6
+    assert not stray.exists()
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["valid_loss"] == {"ckpt-000000003.pt": -1.0, "ckpt-000000006.pt": -2.0}
+    assert index["best"] == "ckpt-000000006.pt"
+    assert os.path.samefile(tmp_path / "best.pt", path)
+
+
+def test_unchanged_best_leaves_no_temporary_link(tmp_path: Path) -> None:
+    """rename(2) of a hard link over another link to the same file does nothing, successfully:
+    relinking an unchanged best.pt used to leave .best.pt.tmp behind."""
+    manager = CheckpointManager(tmp_path, keep_best=2)
+    manager.save(state(1), 1, -5.0)
+    manager.save(state(2), 2, None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best.pt", "ckpt-000000001.pt", "ckpt-000000002.pt", "index.json",
+    ]  # fmt: skip
+
+
+def test_metrics_row_cut_short_is_dropped_on_resume(tmp_path: Path) -> None:
+    """A crash or a full disk in the middle of an append leaves a row without its line end; new
+    rows would be glued onto it."""
+    log = CsvLog(tmp_path / "metrics.csv", ("step", "loss"))
+    for step in (1, 2, 3):
+        log.append({"step": step, "loss": 0.5})
+    log.flush()
+    with (tmp_path / "metrics.csv").open("a") as handle:
+        handle.write("4,0.")
+    log.truncate_after(3)
+    log.append({"step": 4, "loss": 0.25})
+    log.flush()
+    with (tmp_path / "metrics.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["step"], r["loss"]) for r in rows] == [("1", "0.5"), ("2", "0.5"), ("3", "0.5"),
+                                                      ("4", "0.25")]  # fmt: skip
+
+
+def test_start_from_scratch_drops_rows_of_a_killed_launch(tmp_path: Path) -> None:
+    """A launch killed during its first checkpoint write has flushed metrics rows but left no
+    checkpoint; the next launch trains from step 1 again and must not log those steps twice."""
+    killed = CsvLog(tmp_path / "metrics.csv", STEP_COLUMNS)
+    for step in (1, 2, 3):
+        killed.append({"step": step, "loss": 1.0})
+    killed.flush()
+    model = TinySeparator()
+    trainer = Trainer(
+        model,
+        torch.optim.Adam(model.parameters()),
+        TrainConfig(progress_bar=False),
+        run_dir=tmp_path,
+        device="cpu",
+    )
+    assert trainer.resume() is False
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == [",".join(STEP_COLUMNS)]

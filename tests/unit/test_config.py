@@ -46,6 +46,19 @@ def test_bad_overrides_name_the_key(override: str, message: str) -> None:
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "override",
+    ["data.batch_size=0", "data.eval_batch_size=0", "train.grad_accumulation=0", "model.N=0"],
+)
+def test_invalid_values_name_the_key_as_written(override: str) -> None:
+    """Each validator's message starts with the dotted key exactly as the user writes it (not
+    ``data.data.batch_size``, not ``data.batch_size`` for ``data.eval_batch_size``)."""
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as err:
+        load_recipe(None, ["model.name=convtasnet", override])
+    assert str(err.value).startswith(f"{key}: must be"), str(err.value)
+
+
 def test_unknown_key_in_recipe_file(tmp_path: Path) -> None:
     recipe = write(tmp_path, "optim:\n  learning_rate: 0.01\n")
     with pytest.raises(ConfigError, match=r"optim.learning_rate: unknown key"):
@@ -54,7 +67,13 @@ def test_unknown_key_in_recipe_file(tmp_path: Path) -> None:
 
 def test_broken_yaml_names_the_file(tmp_path: Path) -> None:
     recipe = write(tmp_path, "train: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml: not valid YAML \(line 2, column 1: "):
+        load_recipe(recipe)
+    recipe.write_bytes(b"description: caf\xe9\n")  # Latin-1, not UTF-8
     with pytest.raises(ConfigError, match=r"recipe.yaml: not valid YAML"):
+        load_recipe(recipe)
+    recipe.write_text("- a list\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml: top level must be a mapping"):
         load_recipe(recipe)
 
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from sepkit.losses import apply_permutation, best_permutation, pairwise_si_snr, pit_si_snr, si_snr
+from sepkit.losses import (
+    active_sources,
+    apply_permutation,
+    best_permutation,
+    defined_examples,
+    pairwise_si_snr,
+    pit_si_snr,
+    si_snr,
+)
 
 EPS = 1e-8
 
@@ -102,18 +111,50 @@ def test_pairwise_matches_elementwise_si_snr() -> None:
     torch.testing.assert_close(matrix, expected, rtol=1e-9, atol=1e-9)
 
 
-def test_silent_target_gives_finite_loss_and_gradient() -> None:
+def test_silent_reference_is_left_out_of_the_loss() -> None:
+    # A silent or constant reference has no defined SI-SNR: the example is scored on its other
+    # references only, and the estimate left for the silent one gets no gradient at all.
     est, ref = make_inputs(2, 2, 100, "random", seed=6)
     ref[0, 1] = 0.0  # silent
     ref[1, 0] = 0.25  # constant: silent after removing the mean
-    est[1] = 0.0  # silent estimates too
-    est = est.float().requires_grad_(True)
-    loss, _ = pit_si_snr(est, ref.float())
+    est = est.requires_grad_(True)
+    loss, perm = pit_si_snr(est, ref)
+    assert active_sources(ref).tolist() == [[True, False], [False, True]]
+    for b, k in ((0, 0), (1, 1)):  # the one active reference, matched with its best estimate
+        scores = torch.stack([reference_si_snr(est[b, j].detach(), ref[b, k]) for j in range(2)])
+        assert loss[b].item() == pytest.approx(-scores.max().item(), abs=1e-9)
+        assert perm[b, k] == scores.argmax()
     loss.sum().backward()
-    assert torch.isfinite(loss).all()
-    assert torch.isfinite(est.grad).all()
-    # silent target vs silent estimate: 0 dB, not NaN
+    for b, k in ((0, 0), (1, 1)):
+        unused = 1 - int(perm[b, k])
+        assert torch.count_nonzero(est.grad[b, unused]) == 0  # nothing pushes it anywhere
+        assert torch.count_nonzero(est.grad[b, 1 - unused]) > 0
+
+
+def test_example_without_active_reference_has_zero_loss_and_is_undefined() -> None:
+    est, ref = make_inputs(2, 2, 100, "random", seed=9)
+    ref[1] = 0.0
+    est = est.requires_grad_(True)
+    loss, _ = pit_si_snr(est, ref)
+    loss.sum().backward()
+    assert loss[1].item() == 0.0
+    assert torch.count_nonzero(est.grad[1]) == 0
+    assert defined_examples(ref).tolist() == [True, False]
+    # si_snr itself stays finite: silent target and silent estimate give 0 dB, not NaN
     assert si_snr(torch.zeros(50), torch.zeros(50)).item() == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_nonfinite_never_passes_for_silence(value: float) -> None:
+    # A NaN/inf reference is not "silent", and a NaN/inf estimate paired with a silent reference
+    # is not masked away: both must reach the loss, where the trainer's nonfinite check sees them.
+    est, ref = make_inputs(2, 2, 100, "random", seed=10)
+    ref[0, 1, 7] = value
+    ref[1, 1] = 0.0
+    est[1, :, 3] = value  # whichever estimate the silent reference is left with
+    loss, _ = pit_si_snr(est, ref)
+    assert active_sources(ref)[0].tolist() == [True, True]
+    assert not torch.isfinite(loss).any()
 
 
 def test_lengths_restrict_to_valid_samples() -> None:

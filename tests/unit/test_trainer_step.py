@@ -102,6 +102,32 @@ def test_all_examples_below_threshold_skips_step() -> None:
     assert_bit_identical(before, trainer)
 
 
+def test_example_without_active_source_is_left_out_not_skipped() -> None:
+    # Its loss is undefined (every reference silent): the step is the step of the other examples.
+    batch = make_batch(batch=4, seed=11)
+    batch.sources[1] = 0.0
+    rest = [0, 2, 3]
+    others = Batch(batch.mix[rest], batch.sources[rest], [batch.ids[i] for i in rest])
+    with_silent = make_trainer("sgd", lr=1.0, clip_grad_norm=-1.0)
+    without = make_trainer("sgd", lr=1.0, clip_grad_norm=-1.0)
+    assert with_silent.fit_batch(batch) == pytest.approx(without.fit_batch(others), rel=1e-6)
+    assert with_silent.updates == 1 and with_silent.nonfinite_count == 0
+    for a, b in zip(with_silent.module.parameters(), without.module.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    # and validation leaves it out of the mean the same way
+    assert with_silent.evaluate_batch(batch) == pytest.approx(with_silent.evaluate_batch(others))
+
+
+def test_batch_without_any_active_source_skips_as_all_filtered() -> None:
+    trainer = warmed_trainer()
+    before = snapshot(trainer)
+    batch = make_batch(seed=12)
+    batch.sources.zero_()
+    assert trainer.fit_batch(batch) == 0.0
+    assert trainer.skip_reasons == {"all_filtered": 1}
+    assert_bit_identical(before, trainer)
+
+
 def test_mixed_batch_gradient_is_mean_over_kept_examples() -> None:
     batch = make_batch(batch=6, seed=5)
     reference = make_trainer("sgd", lr=1.0, clip_grad_norm=-1.0)
