@@ -172,6 +172,9 @@ def plot_losses(train: dict[str, list[str]], valid: dict[str, list[str]]) -> Plo
     valid_loss = numeric(valid, "valid_loss")
     if loss is None and valid_loss is None:
         return None
+    skipped = numeric(train, "skipped")
+    if loss is not None and skipped is not None:  # a skipped step logs 0.0: a gap, not a dip
+        loss = np.where(skipped > 0, np.nan, loss)
     fig, (ax_loss, ax_snr) = _figure(1, 2)
     for sign, ax, label in ((1.0, ax_loss, "loss"), (-1.0, ax_snr, "SI-SNR (dB)")):
         if loss is not None:

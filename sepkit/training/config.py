@@ -28,10 +28,13 @@ class TrainConfig:
     max_steps: int | None = None  # optimiser updates, counted across epochs
     max_minutes: float | None = None  # wall-clock budget of the training loop (resumes count on)
     # --- schedule and stopping ---
-    lr_scheduler: Literal["none", "plateau"] = "plateau"
+    # plateau: halve on a validation plateau; cosine: anneal to min_lr over the run's budget
+    # (epochs, max_steps or max_minutes, whichever ends first; see training/schedule.py)
+    lr_scheduler: Literal["none", "plateau", "cosine"] = "plateau"
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     min_lr: float = 1e-6
+    warmup_steps: int = 0  # cosine: linear warm-up over the first steps
     early_stopping_patience: int | None = None  # epochs without validation improvement
     # --- checkpoints and logging ---
     checkpoint_every_steps: int | None = None
@@ -48,6 +51,12 @@ class TrainConfig:
             raise ValueError("train.n_audio_to_save: must be >= 0 or null")
         if self.epochs < 1:
             raise ValueError("train.epochs: must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("train.max_steps: must be >= 1 or null")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError("train.max_minutes: must be > 0 or null")
+        if self.warmup_steps < 0:
+            raise ValueError("train.warmup_steps: must be >= 0")
         if self.keep_best < 0:
             raise ValueError("train.keep_best: must be >= 0")
         if not 0 < self.plateau_factor < 1:

@@ -40,6 +40,7 @@ from sepkit.losses import apply_permutation, defined_examples, pit_si_snr
 from sepkit.training import runtime
 from sepkit.training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
 from sepkit.training.config import TrainConfig
+from sepkit.training.schedule import budget_progress, cosine_factor
 from sepkit.training.step_guard import NONFINITE_GRAD, StepDecision, StepGuard
 from sepkit.training.telemetry import Telemetry
 
@@ -103,6 +104,8 @@ class Trainer:
                 patience=self.config.plateau_patience,
                 min_lr=self.config.min_lr,
             )
+        # The rates the optimiser was built with: the cosine schedule scales these.
+        self._base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
         self.guard = StepGuard(self.config)
         self.telemetry = Telemetry(self.run_dir, self.config.log_every, enabled=self.is_main)
         self.checkpoints = (
@@ -262,6 +265,11 @@ class Trainer:
     def evaluate_batch(self, batch: Batch, stage: Stage = "valid") -> float:
         """Loss of one batch without gradients; in the test stage also per-utterance metrics and,
         with ``save_audio``, WAV files for at most ``n_audio_to_save`` examples."""
+        total, count = self._evaluate_sum(batch, stage)
+        return total / count if count else math.nan
+
+    def _evaluate_sum(self, batch: Batch, stage: Stage) -> tuple[float, int]:
+        """Sum and number of the batch's example losses that mean something (finite, defined)."""
         with runtime.eval_mode(self.module):
             batch = batch.to(self.device)
             with runtime.autocast(self.device, self.config.precision):
@@ -278,7 +286,7 @@ class Trainer:
         if not bool(finite.all()):
             bad = [batch.ids[i] for i in (~finite).nonzero().flatten().tolist()]
             log.warning("%s: nonfinite loss for %s; left out of the mean", stage, ", ".join(bad))
-        return float(values.mean()) if values.numel() else math.nan
+        return float(values.sum()), int(values.numel())
 
     def _test_outputs(self, batch: Batch, aligned: Tensor) -> None:
         from sepkit.evaluation.audio import save_example_audio
@@ -301,14 +309,13 @@ class Trainer:
                 self._audio_saved += 1
 
     def evaluate(self, loader: Iterable[Batch], stage: Stage = "valid") -> float:
-        """Mean loss over a loader (example-weighted; nonfinite examples left out)."""
+        """Mean loss over a loader's examples (nonfinite and undefined ones left out)."""
         total, count = 0.0, 0
         bar = self._progress(loader, desc=stage)
         for batch in bar:
-            loss = self.evaluate_batch(batch, stage)
-            if math.isfinite(loss):
-                total += loss * len(batch)
-                count += len(batch)
+            batch_total, batch_count = self._evaluate_sum(batch, stage)
+            total += batch_total
+            count += batch_count
         sums = torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
         if self.distributed:
             dist.all_reduce(sums)
@@ -360,6 +367,7 @@ class Trainer:
         last_checkpoint = clock
         batches_per_epoch = _length(train_loader)
         train_seconds_at_start = self.train_seconds
+        self._anneal(batches_per_epoch, epochs, self.train_seconds)  # where a resume starts
         while self.epoch < epochs:
             self._start_epoch(train_loader)
             budget_hit = False
@@ -368,6 +376,7 @@ class Trainer:
                 self._loop_flags = [
                     float(self._time_budget_spent()),
                     float(self._checkpoint_time_due(time.monotonic() - last_checkpoint)),
+                    self.train_seconds,
                 ]
                 loss = self.fit_batch(batch)
                 self.batch_in_epoch += 1
@@ -376,7 +385,9 @@ class Trainer:
                 if self.step % 10 == 0 and isinstance(bar, tqdm):
                     bar.set_postfix(loss=f"{loss:.2f}", skipped=self.nonfinite_count)
                 # Decisions that depend on clocks use what all ranks agreed in this step.
-                time_spent, checkpoint_time = (flag > 0 for flag in self._agreed_flags)
+                time_spent, checkpoint_time = (flag > 0 for flag in self._agreed_flags[:2])
+                agreed_seconds = self._agreed_flags[2] / self.world_size
+                self._anneal(batches_per_epoch, epochs, agreed_seconds)
                 budget_hit, stop_reason = self._step_budget_exhausted()
                 if time_spent and not budget_hit:
                     budget_hit, stop_reason = True, "max_minutes"
@@ -435,6 +446,25 @@ class Trainer:
                     "sepkit.data.sampler.ResumableSampler (sampler=...); got "
                     f"{type(sampler).__name__}"
                 )
+
+    def _anneal(self, batches_per_epoch: int | None, epochs: int, seconds: float) -> None:
+        """Set the cosine schedule's rate for the next step from the budget spent so far.
+
+        ``seconds`` must be equal on all ranks (the loop passes the ranks' mean, agreed in the
+        step's all-reduce), so every rank applies the same rate."""
+        if self.config.lr_scheduler != "cosine":
+            return
+        within = self.batch_in_epoch / batches_per_epoch if batches_per_epoch else 0.0
+        progress = budget_progress(
+            epoch_fraction=(self.epoch + within) / epochs,
+            step=self.step,
+            max_steps=self.config.max_steps,
+            seconds=seconds,
+            max_minutes=self.config.max_minutes,
+        )
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+            floor = min(1.0, self.config.min_lr / base)
+            group["lr"] = base * cosine_factor(progress, self.step, self.config.warmup_steps, floor)
 
     def _budget_exhausted(self) -> tuple[bool, str]:
         budget_hit, reason = self._step_budget_exhausted()

@@ -48,7 +48,15 @@ def test_bad_overrides_name_the_key(override: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     "override",
-    ["data.batch_size=0", "data.eval_batch_size=0", "train.grad_accumulation=0", "model.N=0"],
+    [
+        "data.batch_size=0",
+        "data.eval_batch_size=0",
+        "train.grad_accumulation=0",
+        "train.max_steps=0",
+        "train.max_minutes=0",
+        "train.warmup_steps=-1",
+        "model.N=0",
+    ],
 )
 def test_invalid_values_name_the_key_as_written(override: str) -> None:
     """Each validator's message starts with the dotted key exactly as the user writes it (not

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,16 @@ def test_save_audio_off_saves_nothing(tmp_path: Path) -> None:
     t.test(batches(2))
     assert not (tmp_path / "audio").exists()
     assert (tmp_path / "test_results.csv").is_file()
+
+
+def test_evaluate_averages_over_the_examples_that_count(tmp_path: Path) -> None:
+    """A batch's left-out example (no active source) does not weigh on the loader's mean."""
+    t = trainer(tmp_path)
+    data = batches(2)
+    data[1].sources[0].zero_()  # example 0 of batch 1: silent sources, undefined loss
+    data[1].mix[0] = data[1].sources[0].sum(0)
+    losses = [t.evaluate_batch(Batch(b.mix[i : i + 1], b.sources[i : i + 1], b.ids[i : i + 1]))
+              for b in data for i in range(len(b))]  # fmt: skip
+    assert math.isnan(losses[2])
+    counted = [v for v in losses if not math.isnan(v)]
+    assert t.evaluate(data) == pytest.approx(sum(counted) / len(counted), rel=1e-6)
