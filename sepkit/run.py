@@ -42,7 +42,7 @@ from sepkit.models.io import load_state_checked, read_payload
 from sepkit.training import distributed, runtime
 from sepkit.training.config import OptimConfig
 from sepkit.training.trainer import Trainer
-from sepkit.utils.io import remove_stale_temp_files
+from sepkit.utils.io import LockHeld, exclusive_lock, remove_stale_temp_files
 
 log = logging.getLogger("sepkit")
 
@@ -219,6 +219,10 @@ def make_trainer(cfg: RunConfig, run_dir: Path | None, model: nn.Module) -> Trai
     )
 
 
+#: Held by the training process for the whole run (sepkit.utils.io.exclusive_lock).
+RUN_LOCK = ".lock"
+
+
 def train(cfg: RunConfig, run_dir: Path, *, test_after: bool = True) -> dict[str, Any]:
     """Train (resuming if ``run_dir`` has checkpoints), then test the best checkpoint."""
     device = distributed.init_from_env(cfg.train.device)
@@ -231,6 +235,19 @@ def train(cfg: RunConfig, run_dir: Path, *, test_after: bool = True) -> dict[str
 
 
 def _train(cfg: RunConfig, run_dir: Path, *, test_after: bool) -> dict[str, Any]:
+    if distributed.rank() != 0:  # rank 0 owns the run directory (and holds its lock)
+        return _train_owned(cfg, run_dir, test_after=test_after)
+    try:
+        with exclusive_lock(run_dir / RUN_LOCK):
+            return _train_owned(cfg, run_dir, test_after=test_after)
+    except LockHeld as err:
+        raise ConfigError(
+            f"{run_dir}: in use by another sepkit process (pid {err.holder}); wait for it to end "
+            "or choose another --run-dir"
+        ) from None
+
+
+def _train_owned(cfg: RunConfig, run_dir: Path, *, test_after: bool) -> dict[str, Any]:
     main = distributed.rank() == 0
     setup_logging(run_dir, main)
     runtime.set_threads(cfg.threads)

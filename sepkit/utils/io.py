@@ -154,3 +154,37 @@ def remove_stale_temp_files(
     if removed:
         fsync_dir(directory)
     return removed, failed
+
+
+class LockHeld(RuntimeError):
+    """Another process holds the lock on ``path``; ``holder`` is its PID as it wrote it."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"{path}: locked by process {holder}")
+        self.path = path
+        self.holder = holder
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an advisory lock on ``path`` (created if needed) for the ``with`` block.
+
+    Why: two trainers on one run directory would interleave checkpoints and logs, and each start
+    deletes the temporary files of "crashed" writes that may be the other's live ones. ``flock`` is
+    released by the kernel when the holder dies, SIGKILL included, so a crash never leaves a stale
+    lock behind. Raises :class:`LockHeld` at once instead of waiting.
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise LockHeld(path, handle.read().strip() or "unknown") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield

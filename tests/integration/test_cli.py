@@ -79,3 +79,20 @@ def test_resume_with_changed_settings_is_refused(demo_corpus: Path, tmp_path: Pa
     )  # fmt: skip
     assert longer.returncode == 0, longer.stderr[-2000:]
     assert "resumed from" in (run / "train.log").read_text()
+
+
+def test_second_trainer_on_a_busy_run_dir_is_refused(demo_corpus: Path, tmp_path: Path) -> None:
+    """While a process holds the run directory, another `sepkit train` on it stops at once with a
+    clear error and writes nothing there (its start-up cleanup would delete live temp files)."""
+    from sepkit.run import RUN_LOCK
+    from sepkit.utils.io import exclusive_lock
+
+    run = tmp_path / "run"
+    args = ("train", str(RECIPE), "--run-dir", str(run), "--no-test")
+    with exclusive_lock(run / RUN_LOCK):
+        busy = sepkit(*args, *train_overrides(demo_corpus, "train.max_steps=1"))
+        assert busy.returncode == 2
+        assert f"{run}: in use by another sepkit process (pid " in busy.stderr
+        assert [p.name for p in run.iterdir()] == [RUN_LOCK]
+    free = sepkit(*args, *train_overrides(demo_corpus, "train.max_steps=1"))
+    assert free.returncode == 0, free.stderr[-2000:]

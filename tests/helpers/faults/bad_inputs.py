@@ -12,7 +12,8 @@ when the command
   checkpoint, earlier separated outputs) still exists afterwards with the same bytes. A file moved
   aside (same bytes under another name, e.g. ``*.corrupt``) counts as kept, a log may grow, and
   the files sepkit rewrites on every start by design (the resolved ``config.yaml``, the
-  checkpoint ``index.json`` derived from the checkpoint files) may change but not vanish.
+  checkpoint ``index.json`` derived from the checkpoint files, the run directory's ``.lock``
+  holding the trainer's PID) may change but not vanish.
 
 Two well-formed controls (a tiny training run, a separation) must succeed, so a sepkit that
 refused everything could not pass. ``run_kinds`` returns the per-kind rows (for the bench table and
@@ -51,7 +52,7 @@ ERROR_PREFIX = "sepkit: error: "
 #: The overrides of the baseline run; a resume must repeat them (other than the budget).
 BASELINE_STEPS = "train.max_steps=1"
 #: Rewritten on every start by design: a change is no loss, a deletion is.
-REWRITTEN = frozenset({"config.yaml", "index.json"})
+REWRITTEN = frozenset({"config.yaml", "index.json", ".lock"})
 #: Only ever appended to: the old bytes must still begin the file.
 APPENDED = frozenset({"train.log"})
 
