@@ -127,7 +127,10 @@ def main() -> int:
             load(module), scratch, corpus, not args.quick
         )
         total += seconds
-        rows = [[f.name, f.value, f.requirement, "yes" if f.ok else "**NO**"] for f in figures]
+        rows = [
+            [_cell(f.name), _cell(f.value), _cell(f.requirement), "yes" if f.ok else "**NO**"]
+            for f in figures
+        ]
         table = print_table(["figure", "measured", "required", "met"], rows) if rows else ""
         if details:
             cells = [[_cell(c) for c in row] for row in details]
