@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import ddp_scenarios as sc  # noqa: E402
+from helpers.corpus import make_test_corpus  # noqa: E402
 from helpers.training import train_args  # noqa: E402
 
 STEPS = (6, 14)  # a run to step 6, then a resume of it to step 14
@@ -54,12 +55,7 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="sepkit-teardown-"))
     work.mkdir(parents=True, exist_ok=True)
 
-    from conftest import DEMO_CORPUS_SPEC
-
-    from sepkit.data.generate import CorpusSpec, generate_corpus
-
-    corpus = work / "corpus"
-    generate_corpus(corpus, CorpusSpec(**DEMO_CORPUS_SPEC), progress=False, workers=2)  # type: ignore[arg-type]
+    corpus = make_test_corpus(work / "corpus")
     total = args.pairs * args.parallel
     with ThreadPoolExecutor(args.parallel) as pool:
         results = [

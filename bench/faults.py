@@ -27,6 +27,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the shared scenarios and the test corpus spec
 
 from common import print_table  # noqa: E402
+from helpers.corpus import make_test_corpus  # noqa: E402
 from run_all import cpu_name, rewrite  # noqa: E402
 
 DOC = ROOT / "docs" / "reliability.md"
@@ -39,17 +40,6 @@ CATEGORIES = (
     ("bad_inputs", "bad_inputs", "Bad inputs"),
     ("ddp", "ddp", "DDP faults (torchrun, gloo, 2 ranks)"),
 )
-
-
-def make_corpus(work: Path) -> Path:
-    """The test suite's small corpus (same spec as the ``demo_corpus`` fixture)."""
-    from conftest import DEMO_CORPUS_SPEC
-
-    from sepkit.data.generate import CorpusSpec, generate_corpus
-
-    root = work / "corpus"
-    generate_corpus(root, CorpusSpec(**DEMO_CORPUS_SPEC), progress=False, workers=2)  # type: ignore[arg-type]
-    return root
 
 
 def load(module: str) -> ModuleType:
@@ -114,7 +104,7 @@ def main() -> int:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="sepkit-faults-"))
     work.mkdir(parents=True, exist_ok=True)
-    corpus = make_corpus(work)
+    corpus = make_test_corpus(work / "corpus")  # the demo_corpus fixture's
     sections, failed, total = [header(args.quick, only)], 0, 0.0
     for name, module, title in CATEGORIES:
         if only and name not in only:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def test_time_budget_and_time_checkpoints_end_all_ranks_together(
             "train.epochs=1000",
             "train.max_minutes=0.25",
             "train.checkpoint_every_minutes=0.02",
+            "train.lr_scheduler=cosine",  # annealed by the ranks' agreed (mean) training time
         ),
         env=ENV,
         capture_output=True,
@@ -46,6 +48,10 @@ def test_time_budget_and_time_checkpoints_end_all_ranks_together(
     log = (tmp_path / "run" / "train.log").read_text()
     assert "training stopped (max_minutes)" in log
     assert len(CheckpointManager(tmp_path / "run" / "checkpoints").list()) >= 1
+    with (tmp_path / "run" / "metrics.csv").open(newline="") as f:
+        lrs = [float(row["lr"]) for row in csv.DictReader(f)]
+    # 15 s of budget: the rate falls from the recipe's 1e-3 towards min_lr as the minutes pass.
+    assert lrs[0] > 0.99e-3 and lrs[-1] < 0.25e-3 and lrs == sorted(lrs, reverse=True)
 
 
 @pytest.mark.slow
