@@ -268,8 +268,13 @@ class Trainer:
         total, count = self._evaluate_sum(batch, stage)
         return total / count if count else math.nan
 
+    @torch.no_grad()
     def _evaluate_sum(self, batch: Batch, stage: Stage) -> tuple[float, int]:
-        """Sum and number of the batch's example losses that mean something (finite, defined)."""
+        """Sum and number of the batch's example losses that mean something (finite, defined).
+
+        Under ``no_grad`` itself, not only through ``evaluate_batch``: ``evaluate`` (every
+        validation and test pass) calls it directly, and built an unused autograd graph per batch.
+        """
         with runtime.eval_mode(self.module):
             batch = batch.to(self.device)
             with runtime.autocast(self.device, self.config.precision):

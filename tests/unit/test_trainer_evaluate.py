@@ -43,6 +43,20 @@ def test_evaluate_batch_builds_no_graph_and_changes_nothing(tmp_path: Path) -> N
     assert t.module.training  # the mode in force before is restored
 
 
+@pytest.mark.parametrize("stage", ["valid", "test"])
+def test_whole_passes_run_without_autograd(tmp_path: Path, stage: str) -> None:
+    """evaluate() and test() (not only evaluate_batch) run the model with gradients off."""
+    t = trainer(tmp_path)
+    seen: list[bool] = []
+    t.module.register_forward_hook(lambda *_: seen.append(torch.is_grad_enabled()))
+    if stage == "test":
+        t.test(batches(2))
+    else:
+        t.evaluate(batches(2), stage="valid")
+    assert seen == [False, False]
+    assert torch.is_grad_enabled()
+
+
 @pytest.mark.parametrize(("limit", "expected"), [(3, 3), (None, 6), (0, 0)])
 def test_test_stage_saves_at_most_n_audio_and_writes_metrics(
     tmp_path: Path, limit: int | None, expected: int
