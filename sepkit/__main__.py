@@ -1,7 +1,5 @@
 """``python -m sepkit`` (and ``torchrun -m sepkit``) run the CLI."""
 
-import sys
+from sepkit.cli import entry
 
-from sepkit.cli import main
-
-sys.exit(main())
+entry()
