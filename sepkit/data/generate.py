@@ -87,6 +87,12 @@ class CorpusSpec:
     noise_floor_db: float | None = -65.0
     #: Speakers (accent/pitch/rate combinations) made from each voice variant.
     speakers_per_variant: int = 2
+    #: The same for the training split only (None = ``speakers_per_variant``): more training
+    #: voices without changing the validation and test splits.
+    train_speakers_per_variant: int | None = None
+    #: Training speakers' formants are scaled by a factor within [1/(1+x), 1+x] each (0 = off):
+    #: new timbres from eSpeak's few dozen (``speakers.make_speakers``).
+    formant_shift: float = 0.0
     #: Average number of mixtures each synthesized utterance appears in (wsj0-2mix reuses too).
     utterance_reuse: float = 2.0
     #: Per-utterance jitter of the speaker's rate (fraction) and pitch (eSpeak 0–100 units).
@@ -111,6 +117,10 @@ class CorpusSpec:
             problems.append("overlap: need 0 <= low <= high <= 1")
         if self.gain_db < 0 or self.utterance_reuse < 1.0 or self.speakers_per_variant < 1:
             problems.append("gain_db >= 0, utterance_reuse >= 1, speakers_per_variant >= 1")
+        if self.train_speakers_per_variant is not None and self.train_speakers_per_variant < 1:
+            problems.append("train_speakers_per_variant must be >= 1")
+        if not 0.0 <= self.formant_shift <= 0.5:
+            problems.append(f"formant_shift={self.formant_shift}: must be between 0 and 0.5")
         if problems:
             raise ValueError("CorpusSpec: " + "; ".join(problems))
 
@@ -149,8 +159,14 @@ class MixPlan:
 
 
 def _utt_key(ssml: str, voice: synth.Voice) -> str:
-    h = hashlib.sha1(f"{synth.NATIVE_RATE}|{voice}|{ssml}".encode()).hexdigest()
-    return h[:20]
+    """Names the cached utterance and seeds Klatt voices' noise (``_srand``), so it must not
+    change for a voice that sounds the same: an unshifted voice keeps its corpus-v2 key."""
+    v = voice
+    desc = (
+        f"Voice(language={v.language!r}, variant={v.variant!r}, rate={v.rate}, pitch={v.pitch}, "
+        f"pitch_range={v.pitch_range}{f', formant_scale={v.formant_scale}' if v.shifted else ''})"
+    )
+    return hashlib.sha1(f"{synth.NATIVE_RATE}|{desc}|{ssml}".encode()).hexdigest()[:20]
 
 
 def gender_balanced_weights(speakers: list[Speaker]) -> np.ndarray:
@@ -171,7 +187,10 @@ def _pick(rng: np.random.Generator, pool: list[UttPlan]) -> UttPlan:
 
 def _plan_split(spec: CorpusSpec, split: str) -> tuple[list[Speaker], list[MixPlan]]:
     n_mix = spec.counts()[split]
-    speakers = make_speakers(split, spec.seed, spec.speakers_per_variant, spec.accents)
+    per_variant = spec.speakers_per_variant
+    if split == "train" and spec.train_speakers_per_variant is not None:
+        per_variant = spec.train_speakers_per_variant
+    speakers = make_speakers(split, spec.seed, per_variant, spec.accents, spec.formant_shift)
     if n_mix == 0:
         return speakers, []
     if len(speakers) < spec.num_speakers + (3 if spec.noise else 0):
@@ -191,7 +210,9 @@ def _plan_split(spec: CorpusSpec, split: str) -> tuple[list[Speaker], list[MixPl
             pitch = int(
                 np.clip(spk.pitch + rng.integers(-spec.pitch_jitter, spec.pitch_jitter + 1), 0, 100)
             )
-            voice = synth.Voice(spk.accent, spk.variant, rate, pitch, spk.pitch_range)
+            voice = synth.Voice(
+                spk.accent, spk.variant, rate, pitch, spk.pitch_range, spk.formant_scale
+            )
             # Words for the target duration at this rate; ~65 % of the time is speech.
             seconds = rng.uniform(lo_s, hi_s)
             n_words = max(3, round(float(seconds) * rate / 60.0 * 0.65))
@@ -583,6 +604,19 @@ def add_prepare_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.overlap,
         help="'max' mode: range of target overlap between sources (fraction)",
     )
+    parser.add_argument(
+        "--formant-shift",
+        type=float,
+        default=d.formant_shift,
+        help="scale each training speaker's formants by a factor within [1/(1+X), 1+X] "
+        "(new timbres; valid/test voices unchanged; 0 = off)",
+    )
+    parser.add_argument(
+        "--train-speakers-per-variant",
+        type=int,
+        default=d.train_speakers_per_variant,
+        help="training speakers made from each eSpeak voice variant (default: as valid/test)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -600,6 +634,8 @@ def run_prepare_demo(args: argparse.Namespace) -> int:
             mode=args.mode,
             noise=args.noise,
             overlap=tuple(args.overlap),
+            formant_shift=args.formant_shift,
+            train_speakers_per_variant=args.train_speakers_per_variant,
         )
     except ValueError as err:
         print(f"prepare-demo: {err}", file=sys.stderr)

@@ -17,6 +17,7 @@ mixtures held a voice unlike anything in training (they scored ~1.2 dB lower, do
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -97,6 +98,8 @@ class Speaker:
     #: First-order pre-emphasis of this speaker's "microphone" (0 = none): brightens the top octave,
     #: which eSpeak renders with little energy compared with recorded speech.
     emphasis: float
+    #: Multiplies the variant's formant frequencies (1.0 = as published); training speakers only.
+    formant_scale: float = 1.0
 
     def to_row(self) -> dict[str, object]:
         return asdict(self)
@@ -130,9 +133,19 @@ def family_splits() -> dict[str, str]:
 
 
 def make_speakers(
-    split: str, seed: int, per_variant: int = 2, accents: tuple[str, ...] = ACCENTS
+    split: str,
+    seed: int,
+    per_variant: int = 2,
+    accents: tuple[str, ...] = ACCENTS,
+    formant_shift: float = 0.0,
 ) -> list[Speaker]:
-    """The speakers of one split: ``per_variant`` accent/pitch/rate combinations per variant."""
+    """The speakers of one split: ``per_variant`` accent/pitch/rate combinations per variant.
+
+    With ``formant_shift`` > 0 each *training* speaker also gets its own vocal-tract length: the
+    variant's formants scaled by a factor drawn log-uniformly in [1/(1+shift), 1+shift]. eSpeak has
+    a few dozen timbres; a model that hears only those learns them rather than voices in general,
+    and unseen test voices suffered for it. Valid and test speakers stay the published variants.
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     assignment = family_splits()
@@ -145,6 +158,14 @@ def make_speakers(
         for variant in variants:
             picks = rng.choice(len(accents), size=min(per_variant, len(accents)), replace=False)
             for k, a in enumerate(picks):
+                pitch = int(rng.integers(32, 69))
+                pitch_range = int(rng.integers(30, 75))
+                rate = int(rng.integers(145, 186))
+                emphasis = round(float(rng.uniform(0.0, 0.7)), 3)
+                scale = 1.0
+                if split == "train" and formant_shift > 0:
+                    bound = math.log1p(formant_shift)
+                    scale = round(math.exp(float(rng.uniform(-bound, bound))), 3)
                 speakers.append(
                     Speaker(
                         id=f"{variant}-{accents[int(a)]}-{k}".lower(),
@@ -153,10 +174,11 @@ def make_speakers(
                         gender=gender,
                         variant=variant,
                         accent=accents[int(a)],
-                        pitch=int(rng.integers(32, 69)),
-                        pitch_range=int(rng.integers(30, 75)),
-                        rate=int(rng.integers(145, 186)),
-                        emphasis=round(float(rng.uniform(0.0, 0.7)), 3),
+                        pitch=pitch,
+                        pitch_range=pitch_range,
+                        rate=rate,
+                        emphasis=emphasis,
+                        formant_scale=scale,
                     )
                 )
     return speakers

@@ -6,14 +6,21 @@ The library is driven in synchronous mode with a callback that appends the 16-bi
 which avoids one subprocess and one WAV file per utterance. If the wheel cannot be loaded, an
 ``espeak-ng`` binary on ``PATH`` is used instead (``--stdout`` WAV). The library keeps global state,
 so it is initialised once per process; every worker process initialises its own copy.
+
+Formant-scaled voices (``Voice.formant_scale``) are eSpeak variant files that sepkit writes: eSpeak
+only reads variants from its data folder, so the library is pointed at a mirror of the wheel's
+folder (symbolic links, plus the generated variants) kept in the user's cache directory.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import io
+import os
 import shutil
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +58,9 @@ class Voice:
     """What eSpeak needs to speak one utterance: ``language+variant`` and prosody settings.
 
     ``rate`` is in words per minute (eSpeak's 80–450), ``pitch`` and ``pitch_range`` on eSpeak's
-    0–100 scale, relative to the variant's own base pitch.
+    0–100 scale, relative to the variant's own base pitch. ``formant_scale`` multiplies the
+    variant's formant frequencies (a shorter or longer vocal tract: a new timbre from an existing
+    voice; 1.0 = the variant as published).
     """
 
     language: str
@@ -59,10 +68,135 @@ class Voice:
     rate: int = 175
     pitch: int = 50
     pitch_range: int = 50
+    formant_scale: float = 1.0
+
+    @property
+    def shifted(self) -> bool:
+        return round(self.formant_scale, 3) != 1.0
+
+    @property
+    def variant_name(self) -> str:
+        """The eSpeak variant to load: the published one, or sepkit's formant-scaled copy of it."""
+        if not self.shifted:
+            return self.variant
+        # Short (eSpeak's name buffers are small) and unique per variant and scale.
+        key = f"{self.variant}|{round(self.formant_scale, 3)}"
+        return "v" + hashlib.sha1(key.encode()).hexdigest()[:8]
 
     @property
     def name(self) -> str:
-        return f"{self.language}+{self.variant}" if self.variant else self.language
+        """What ``espeak_SetVoiceByName`` takes. eSpeak reads a variant from
+        ``voices/!v/<variant>``; generated ones live beside ``voices/`` (see ``GENERATED``)."""
+        if not self.variant:
+            return self.language
+        if self.shifted:
+            return f"{self.language}+../../{GENERATED}/{self.variant_name}"
+        return f"{self.language}+{self.variant}"
+
+
+#: Folder of the data mirror holding generated variants. Not under ``voices/``: eSpeak scans that
+#: tree into a voice list of at most 349 entries, and a few hundred generated variants there
+#: pushed the language voices (``en-us`` …) out of it, so they silently fell back to the default.
+GENERATED = "sk"
+#: Longest ``language+variant`` name eSpeak NG 1.52 takes (one more byte aborts the process
+#: with a buffer overflow), less a safety byte.
+_MAX_VOICE_NAME = 34
+#: eSpeak's formant numbers run 0..8; a variant file line is ``formant N freq% height% width%``.
+_N_FORMANTS = 9
+
+
+def scaled_variant(text: str, scale: float) -> str:
+    """A variant file's text with every formant frequency multiplied by ``scale``.
+
+    Formants the file does not mention are at eSpeak's default (100 %); they are written out so
+    that they move too. Heights, widths and all other settings are kept.
+    """
+    seen: set[int] = set()
+    lines = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == "formant" and parts[1].isdigit():
+            seen.add(int(parts[1]))
+            parts[2] = str(max(1, round(float(parts[2]) * scale)))
+            line = " ".join(parts)
+        lines.append(line)
+    lines += [
+        f"formant {n} {max(1, round(100 * scale))} 100 100"
+        for n in range(_N_FORMANTS)
+        if n not in seen
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sepkit"
+
+
+def _mirror_data(data_path: str) -> Path:
+    """A writable copy of eSpeak's data folder made of symbolic links, for generated variants.
+
+    Kept per data folder in the user's cache (a temporary directory when that is not writable),
+    built under a temporary name and renamed into place so concurrent processes agree on it.
+    """
+    source = Path(data_path).resolve()
+    # A reinstalled wheel (new modification time) gets a fresh mirror.
+    stamp = f"{source}|{(source / 'voices' / '!v').stat().st_mtime_ns}"
+    key = hashlib.sha1(stamp.encode()).hexdigest()[:12]
+    for root in (_cache_root(), Path(tempfile.gettempdir()) / f"sepkit-{os.getuid()}"):
+        mirror = root / f"espeak-ng-data-{key}" / "espeak-ng-data"
+        if (mirror / "voices" / "!v").is_dir():
+            return mirror
+        staging: Path | None = None
+        try:
+            mirror.parent.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=mirror.parent.parent))
+            built = staging / "espeak-ng-data"
+            built.mkdir()
+            for entry in source.iterdir():
+                if entry.name != "voices":
+                    (built / entry.name).symlink_to(entry)
+            (built / "voices").mkdir()
+            for entry in (source / "voices").iterdir():
+                if entry.name != "!v":
+                    (built / "voices" / entry.name).symlink_to(entry)
+            (built / "voices" / "!v").mkdir()
+            for entry in (source / "voices" / "!v").iterdir():
+                (built / "voices" / "!v" / entry.name).symlink_to(entry)
+            try:
+                staging.rename(mirror.parent)
+                staging = None
+            except OSError:  # another process won the race: use its mirror
+                pass
+            if (mirror / "voices" / "!v").is_dir():
+                return mirror
+        except OSError:
+            continue
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+    raise SynthError(f"cannot create a writable mirror of eSpeak's voice data ({source})")
+
+
+def _ensure_variant(mirror: Path, voice: Voice) -> None:
+    """Write ``voice``'s formant-scaled variant file into the mirror if it is not there yet.
+
+    It must exist before eSpeak is asked for it: a missing variant is not an error to eSpeak,
+    which speaks with its default voice instead.
+    """
+    if len(voice.name) > _MAX_VOICE_NAME:
+        raise SynthError(f"voice name too long for eSpeak NG: {voice.name!r}")
+    target = mirror / GENERATED / voice.variant_name
+    if target.exists():
+        return
+    target.parent.mkdir(exist_ok=True)
+    original = mirror / "voices" / "!v" / voice.variant
+    if not original.exists():
+        raise SynthError(f"eSpeak NG has no voice variant {voice.variant!r}")
+    text = scaled_variant(original.read_text(encoding="utf-8"), voice.formant_scale)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
 
 
 class _LibraryBackend:
@@ -90,8 +224,15 @@ class _LibraryBackend:
         ]
         lib.espeak_Synth.restype = ctypes.c_int
         # eSpeak accepts either the espeak-ng-data folder itself or its parent.
+        # Through the mirror when it can be made (formant-scaled voices need it); the published
+        # voices sound the same either way, the mirror's files being links to the originals.
+        try:
+            self.data: Path | None = _mirror_data(data_path)
+        except SynthError:
+            self.data = None
+        root = str(self.data) if self.data is not None else data_path
         rate = -1
-        for candidate in (data_path, str(Path(data_path).parent)):
+        for candidate in (root, str(Path(root).parent)):
             rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, candidate.encode(), 0)
             if rate > 0:
                 break
@@ -111,6 +252,13 @@ class _LibraryBackend:
 
     def synthesize(self, ssml: str, voice: Voice) -> np.ndarray:
         with self._lock:
+            if voice.shifted:
+                if self.data is None:
+                    raise SynthError(
+                        f"voice {voice.name}: no writable place for a formant-scaled variant "
+                        f"(tried {_cache_root()} and {tempfile.gettempdir()})"
+                    )
+                _ensure_variant(self.data, voice)
             if self.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
                 raise SynthError(f"eSpeak NG has no voice {voice.name!r}")
             self.lib.espeak_SetParameter(_ESPEAK_RATE, voice.rate, 0)
@@ -137,6 +285,11 @@ class _BinaryBackend:
         self.binary = binary
 
     def synthesize(self, ssml: str, voice: Voice) -> np.ndarray:
+        if voice.shifted:
+            raise SynthError(
+                f"voice {voice.name}: formant-scaled voices need the eSpeak NG library, not the "
+                "espeak-ng program; install it with `pip install espeakng-loader`"
+            )
         cmd = [
             self.binary,
             "-m",

@@ -168,3 +168,6 @@ def test_cli_functions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     bad = parser.parse_args(["--out", str(tmp_path), "--num-speakers", "9"])
     assert run_prepare_demo(bad) == 2
     assert "num_speakers" in capsys.readouterr().err
+    too_far = parser.parse_args(["--out", str(tmp_path), "--formant-shift", "0.6"])
+    assert run_prepare_demo(too_far) == 2
+    assert "formant_shift=0.6" in capsys.readouterr().err
