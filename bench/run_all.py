@@ -41,6 +41,11 @@ class Script:
 SCRIPTS = (
     Script("pit_speed", "1. PIT SI-SNR loss, forward+backward", "sepkit <= best peer at every C"),
     Script("train_step", "2. Full SepFormer training step vs SpeechBrain's recipe", "<= 0.75x"),
+    Script(
+        "model_speed",
+        "2b. SepFormer forward+backward vs SpeechBrain (issue #4), and peak RSS",
+        "<= 0.75x",
+    ),
     Script("trainer_overhead", "3. Trainer overhead vs a bare PyTorch step", "<= 1.03x"),
     Script("eval_speed", "4. Test pass scoring vs mir_eval", ">= 20x faster", threads_flag=False),
     Script("data_speed", "5. Data loading vs the training step's consumption", "headroom >= 1x"),

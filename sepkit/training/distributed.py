@@ -6,6 +6,7 @@ import datetime
 import logging
 import os
 import sys
+import time
 
 import torch
 import torch.distributed as dist
@@ -45,10 +46,15 @@ def world_size() -> int:
 def shutdown(failed: bool | None = None) -> None:
     """Leave the process group. Drop DDP-wrapped models before.
 
-    After a normal end every rank waits for the others (a barrier), then destroys the group:
-    destroying gloo's group while a peer is still in its last collective (or exiting without
-    destroying it at all) can abort the process at exit ("terminate called without an active
-    exception").
+    After a normal end every rank waits for the others, then destroys the group: destroying
+    gloo's group while a peer is still in its last collective (or exiting without destroying it
+    at all) can abort the process ("terminate called without an active exception"; gloo issue
+    #155, "Barrier followed by context destruction causes some participants to fail"). A gloo
+    barrier alone is not enough: it returns on one rank while a peer may still be draining its
+    last barrier message, and the first rank to destroy its connections then breaks that peer
+    (seen in about 1 of 200 two-rank jobs). So after the barrier the ranks also meet through the
+    process group's key-value store, which is not a gloo connection: once every rank has checked
+    in there, no gloo traffic is left anywhere and the connections can close in any order.
 
     After a failure there is no barrier. ``failed`` defaults to "called while an exception
     propagates" (from a ``finally``, as :func:`sepkit.run.train` does). A rank failing alone (a bad
@@ -67,5 +73,30 @@ def shutdown(failed: bool | None = None) -> None:
         return
     try:
         dist.barrier()
+        _meet_in_store("shutdown")
     finally:
         dist.destroy_process_group()
+
+
+_meetings = 0
+
+
+def _meet_in_store(tag: str, timeout_s: float = 60.0) -> None:
+    """Wait until every rank has called this (a barrier through the store, not through gloo).
+
+    The key is unique per call (every rank counts its calls alike), so a store that outlives one
+    process group (torchrun's, across ``init``/``shutdown`` in one process) is never confused by
+    an old count. A peer that never checks in (it died just now) costs ``timeout_s``, then this
+    rank shuts down anyway.
+    """
+    global _meetings
+    _meetings += 1
+    store = dist.distributed_c10d._get_default_store()
+    key = f"sepkit/{tag}/{_meetings}"
+    store.add(key, 1)
+    deadline = time.monotonic() + timeout_s
+    while store.add(key, 0) < world_size():
+        if time.monotonic() > deadline:
+            log.warning("rank %d: not every rank reached %s in %.0f s", rank(), tag, timeout_s)
+            return
+        time.sleep(0.005)
