@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from sepkit import __version__
+from sepkit.utils.launch import launched_by_torchrun
 
 EXAMPLES = """examples:
   sepkit demo --out runs/demo --minutes 15
@@ -231,15 +232,15 @@ def entry() -> NoReturn:
     """The ``sepkit`` program and ``python -m sepkit``: :func:`main`, then exit with its code.
 
     A torchrun worker leaves through ``os._exit`` once everything is written, skipping the
-    interpreter's finalisation. gloo's C++ objects can be destroyed there, after Python's own
-    teardown has begun, and in one of ~225 two-rank test jobs a rank aborted at that point
-    (SIGABRT, "terminate called without an active exception") after a complete, correctly written
-    run, so torchrun reported the finished job as failed. By then the process group is destroyed,
+    interpreter's finalisation, where gloo's C++ objects could otherwise be torn down after
+    Python's own teardown has begun. A rare abort at the very end of finished two-rank jobs
+    (SIGABRT, "terminate called without an active exception", docs/reliability.md) made torchrun
+    report complete, correctly written runs as failed. By then the process group is destroyed,
     every run-directory file was written atomically, and the log handlers are flushed here, so
     skipping finalisation loses nothing.
     """
     code = main()
-    if _torchrun_worker():
+    if launched_by_torchrun():
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             # A closed stream or a broken pipe: nothing more can be saved there.
@@ -247,13 +248,6 @@ def entry() -> NoReturn:
                 stream.flush()
         os._exit(code)
     sys.exit(code)
-
-
-def _torchrun_worker() -> bool:
-    """Set by torchrun (and torch.distributed's other launchers) in every worker process."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or (
-        "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    )
 
 
 if __name__ == "__main__":

@@ -11,11 +11,9 @@ import time
 import torch
 import torch.distributed as dist
 
+from sepkit.utils.launch import launched_by_torchrun
+
 log = logging.getLogger(__name__)
-
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
 def init_from_env(device: str = "auto", timeout_minutes: float = 30.0) -> torch.device | None:
@@ -50,11 +48,11 @@ def shutdown(failed: bool | None = None) -> None:
     gloo's group while a peer is still in its last collective (or exiting without destroying it
     at all) can abort the process ("terminate called without an active exception"; gloo issue
     #155, "Barrier followed by context destruction causes some participants to fail"). A gloo
-    barrier alone is not enough: it returns on one rank while a peer may still be draining its
-    last barrier message, and the first rank to destroy its connections then breaks that peer
-    (seen in about 1 of 200 two-rank jobs). So after the barrier the ranks also meet through the
-    process group's key-value store, which is not a gloo connection: once every rank has checked
-    in there, no gloo traffic is left anywhere and the connections can close in any order.
+    barrier returns on one rank while a peer may still be draining its last barrier message, and
+    the first rank to destroy its connections can then break that peer. So after the barrier the
+    ranks also meet through the process group's key-value store, which is not a gloo connection:
+    once every rank has checked in there, no gloo traffic is left anywhere. (A rare end-of-job
+    abort has still been seen since; docs/reliability.md tracks it.)
 
     After a failure there is no barrier. ``failed`` defaults to "called while an exception
     propagates" (from a ``finally``, as :func:`sepkit.run.train` does). A rank failing alone (a bad
