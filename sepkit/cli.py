@@ -7,16 +7,14 @@ Every user-facing failure (bad config key, bad data file, corrupt checkpoint...)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from sepkit import __version__
-from sepkit.utils.launch import launched_by_torchrun
+from sepkit.utils.launch import exit_process
 
 EXAMPLES = """examples:
   sepkit demo --out runs/demo --minutes 15
@@ -229,25 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> NoReturn:
-    """The ``sepkit`` program and ``python -m sepkit``: :func:`main`, then exit with its code.
-
-    A torchrun worker leaves through ``os._exit`` once everything is written, skipping the
-    interpreter's finalisation, where gloo's C++ objects could otherwise be torn down after
-    Python's own teardown has begun. A rare abort at the very end of finished two-rank jobs
-    (SIGABRT, "terminate called without an active exception", docs/reliability.md) made torchrun
-    report complete, correctly written runs as failed. By then the process group is destroyed,
-    every run-directory file was written atomically, and the log handlers are flushed here, so
-    skipping finalisation loses nothing.
-    """
-    code = main()
-    if launched_by_torchrun():
-        logging.shutdown()
-        for stream in (sys.stdout, sys.stderr):
-            # A closed stream or a broken pipe: nothing more can be saved there.
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-        os._exit(code)
-    sys.exit(code)
+    """The ``sepkit`` program and ``python -m sepkit``: :func:`main`, then exit with its code
+    (through :func:`sepkit.utils.launch.exit_process`, which skips finalisation in torchrun
+    workers)."""
+    exit_process(main())
 
 
 if __name__ == "__main__":

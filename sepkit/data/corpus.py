@@ -34,13 +34,19 @@ ALIASES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Record:
-    """One example on disk. ``speakers`` may be empty when the layout does not say."""
+    """One example on disk. ``speakers`` may be empty when the layout does not say.
+
+    ``voices`` (optional, manifest columns ``family_1``...) groups speakers that are near-copies of
+    one voice, as the built-in corpus's speakers made from one eSpeak variant family are: dynamic
+    mixing never puts two of one voice into a mixture. Empty = every speaker is its own voice.
+    """
 
     id: str
     mix: Path
     sources: tuple[Path, ...]
     noise: Path | None = None
     speakers: tuple[str, ...] = ()
+    voices: tuple[str, ...] = ()
 
 
 def _split_name(cfg: DataConfig, split: str) -> str:
@@ -234,7 +240,9 @@ def _csv_records(
             speakers = tuple(row[spk_fmt.format(k + 1)] for k in range(n_src))
         else:
             speakers = _speakers_from_name(rid, n_src)
-        records.append(Record(rid, resolve(row[mix_col]), sources, noise, speakers))
+        voices = tuple(row.get(f"family_{k + 1}") or "" for k in range(n_src))
+        voices = voices if speakers and all(voices) else ()
+        records.append(Record(rid, resolve(row[mix_col]), sources, noise, speakers, voices))
     return records, problems
 
 

@@ -3,8 +3,8 @@
 Why: a static corpus shows the model the same few thousand speaker pairs, gains and alignments
 every epoch; remixing gives a fresh combination each time and is the standard way (SepFormer,
 WaveSplit) to push SI-SNRi up on wsj0-2mix. Speakers are drawn *without replacement within a
-mixture* (never the same speaker twice in one mixture), each with probability proportional to its
-number of source files, so remixing keeps the corpus's own balance (of genders, for one) instead
+mixture* (never the same speaker, nor two speakers of one voice (``Record.voices``), in one
+mixture), each with probability proportional to its number of source files, so remixing keeps the corpus's own balance (of genders, for one) instead
 of over-drawing speakers with few utterances; gains are uniform in ±``gain_db`` relative to the
 first source, as wsj0-2mix. All draws come from the per-example generator (see
 :mod:`sepkit.data.augment`), so a given (seed, epoch, index) always gives the same mixture.
@@ -36,7 +36,9 @@ class DynamicMixer:
 
     Speaker IDs come from the records (our manifest columns, wsj0-mix / LibriMix file names). When
     a layout does not name speakers, each source file counts as its own speaker: sources are then
-    distinct *utterances*, which may occasionally share a speaker.
+    distinct *utterances*, which may occasionally share a speaker. Where records group speakers
+    into voices, the pool holds voices: a file's chance of being drawn is unchanged (a voice is
+    drawn in proportion to its files), but a mixture never holds one voice twice.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class DynamicMixer:
         for r in records:
             for k, src in enumerate(r.sources):
                 spk = r.speakers[k] if len(r.speakers) == len(r.sources) else f"{r.id}/s{k + 1}"
+                spk = r.voices[k] if len(r.voices) == len(r.sources) else spk
                 pool.setdefault(spk, []).append((src, frames[src]))
         self.speakers = sorted(pool)
         self.pool = [pool[s] for s in self.speakers]
@@ -93,7 +96,8 @@ class DynamicMixer:
     def make(
         self, rng: np.random.Generator, target: int | None
     ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-        """``(sources [C, T], noise [T] or None, speaker IDs)``: a new mixture; ``target`` caps T."""
+        """``(sources [C, T], noise [T] or None, speaker or voice IDs)``: a new mixture;
+        ``target`` caps T."""
         chosen = rng.choice(len(self.speakers), size=self.num_spks, replace=False, p=self.weights)
         signals = []
         for c in chosen:

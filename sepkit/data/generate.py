@@ -139,6 +139,7 @@ class UttPlan:
 
     key: str
     speaker: str
+    family: str
     text: str
     ssml: str
     voice: synth.Voice
@@ -246,7 +247,9 @@ def _plan_split(spec: CorpusSpec, split: str) -> tuple[list[Speaker], list[MixPl
             seconds = rng.uniform(lo_s, hi_s)
             n_words = max(3, round(float(seconds) * rate / 60.0 * 0.65))
             text, ssml = utterance_ssml(rng, n_words)
-            pool.append(UttPlan(_utt_key(ssml, voice), spk.id, text, ssml, voice, spk.emphasis))
+            pool.append(
+                UttPlan(_utt_key(ssml, voice), spk.id, spk.family, text, ssml, voice, spk.emphasis)
+            )
         pools[spk.id] = pool
     spk_ids = [s.id for s in speakers]
     plans = []
@@ -439,6 +442,7 @@ def _mix_one(plan: MixPlan, spec: CorpusSpec, out_dir: Path, cache: Path) -> dic
     row["overlap_ratio"] = round(audio.overlap_ratio(q_src.astype(np.float32), spec.sample_rate), 4)
     for k, utt in enumerate(plan.utts):
         row[f"speaker_{k + 1}"] = utt.speaker
+        row[f"family_{k + 1}"] = utt.family
         row[f"gain_db_{k + 1}"] = plan.gains_db[k]
         row[f"onset_s_{k + 1}"] = round(onsets[k] / spec.sample_rate, 4)
     if plan.noise_snr_db is not None:

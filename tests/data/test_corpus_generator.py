@@ -15,10 +15,12 @@ from sepkit.data import audio
 from sepkit.data.generate import (
     CorpusSpec,
     add_prepare_demo_arguments,
+    draw_distinct_voices,
+    gender_balanced_weights,
     generate_corpus,
     run_prepare_demo,
 )
-from sepkit.data.speakers import FAMILIES, family_splits, synthesiser
+from sepkit.data.speakers import FAMILIES, family_splits, make_speakers, synthesiser
 
 SMALL = dict(n_train=6, n_valid=2, n_test=2, utterance_seconds=(2.0, 2.5), seed=3)
 
@@ -75,11 +77,29 @@ def test_splits_use_disjoint_voice_families(demo_corpus: Path) -> None:
     assert not fams["train"] & fams["test"] and not fams["train"] & fams["valid"]
     assert not variants["train"] & variants["test"]
     split_of = {r["id"]: r["split"] for r in speakers}
+    family_of = {r["id"]: r["family"] for r in speakers}
     for split in fams:
         for row in _rows(demo_corpus, split):
             spk = [row["speaker_1"], row["speaker_2"]]
-            assert len(set(spk)) == 2
             assert all(split_of[s] == split for s in spk)
+            # two different voices: never two speakers made from one variant family
+            assert family_of[spk[0]] != family_of[spk[1]], row["id"]
+            assert [row["family_1"], row["family_2"]] == [family_of[s] for s in spk]
+
+
+def test_mixture_voices_drawn_from_distinct_families() -> None:
+    speakers = make_speakers("test", seed=0)
+    weights = gender_balanced_weights(speakers)
+    rng = np.random.default_rng(5)
+    picks = [draw_distinct_voices(rng, speakers, weights, 3) for _ in range(300)]
+    assert all(len({speakers[i].family for i in p}) == 3 for p in picks)
+    # every speaker can still be drawn, and female voices still make up about half the draws
+    assert {i for p in picks for i in p} == set(range(len(speakers)))
+    female = np.mean([speakers[i].gender == "f" for p in picks for i in p])
+    assert 0.35 < female < 0.6
+    few = [s for s in speakers if s.family in sorted({s.family for s in speakers})[:2]]
+    with pytest.raises(ValueError, match="2 voice families in the split, too few for 3"):
+        draw_distinct_voices(rng, few, gender_balanced_weights(few), 3)
 
 
 def test_gains_within_range_and_mixture_is_exact_sum(demo_corpus: Path) -> None:

@@ -94,3 +94,21 @@ def test_same_batches_whatever_the_workers_and_after_resume(
     assert all(torch.equal(x, y) for x, y in zip(serial, parallel, strict=True))
     resumed = _batches(ds, 0, start=8)  # crashed after two batches of four
     assert all(torch.equal(x, y) for x, y in zip(serial[2:], resumed, strict=True))
+
+
+def test_dynamic_mixing_never_mixes_one_voice_with_itself(
+    demo_corpus: Path, tmp_path: Path
+) -> None:
+    """The built-in corpus's manifest names each speaker's voice family (``family_k``): the pool
+    is keyed by family, so a mixture never holds two near-copies of one voice."""
+    ds = _train(demo_corpus, tmp_path, dynamic_mixing=True)
+    assert ds.mixer is not None
+    records = ds.records
+    assert all(len(r.voices) == 2 for r in records)
+    voice_of_file = {s: v for r in records for s, v in zip(r.sources, r.voices, strict=True)}
+    assert set(ds.mixer.speakers) == set(voice_of_file.values())
+    for voice, files in zip(ds.mixer.speakers, ds.mixer.pool, strict=True):
+        assert {voice_of_file[path] for path, _ in files} == {voice}
+    # several speakers share a family; without voices each speaker would be its own entry
+    speakers = {spk for r in records for spk in r.speakers}
+    assert len(ds.mixer.speakers) < len(speakers)

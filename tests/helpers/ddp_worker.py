@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import ddp_scenarios as sc
 from sepkit.training.distributed import shutdown
 from sepkit.training.trainer import Trainer
+from sepkit.utils.launch import exit_process
 
 
 def main() -> None:
@@ -58,4 +60,11 @@ def train(name: str, spec: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Leave the way `sepkit train` under torchrun does (sepkit.cli.entry), so the scenarios
+    # exercise the exit path users' jobs take; a failing rank still prints its traceback.
+    try:
+        main()
+    except Exception:
+        traceback.print_exc()
+        exit_process(1)
+    exit_process(0)
