@@ -95,6 +95,12 @@ class CorpusSpec:
     #: Training speakers' formants are scaled by a factor within [1/(1+x), 1+x] each (0 = off):
     #: new timbres from eSpeak's few dozen (``speakers.make_speakers``).
     formant_shift: float = 0.0
+    #: Training speakers' formants also move one by one, frequency by a factor within
+    #: [1/(1+x), 1+x] and height within twice that (0 = off): timbres no published variant has.
+    timbre_jitter: float = 0.0
+    #: Share of training speakers rendered as the other gender (formants and base pitch moved
+    #: across): female voices from male variants and the reverse (0 = off).
+    cross_gender: float = 0.0
     #: Average number of mixtures each synthesized utterance appears in (wsj0-2mix reuses too).
     utterance_reuse: float = 2.0
     #: Per-utterance jitter of the speaker's rate (fraction) and pitch (eSpeak 0–100 units).
@@ -123,6 +129,10 @@ class CorpusSpec:
             problems.append("train_speakers_per_variant must be >= 1")
         if not 0.0 <= self.formant_shift <= 0.5:
             problems.append(f"formant_shift={self.formant_shift}: must be between 0 and 0.5")
+        if not 0.0 <= self.timbre_jitter <= 0.3:
+            problems.append(f"timbre_jitter={self.timbre_jitter}: must be between 0 and 0.3")
+        if not 0.0 <= self.cross_gender <= 1.0:
+            problems.append(f"cross_gender={self.cross_gender}: must be between 0 and 1")
         if problems:
             raise ValueError("CorpusSpec: " + "; ".join(problems))
 
@@ -167,7 +177,7 @@ def _utt_key(ssml: str, voice: synth.Voice) -> str:
     v = voice
     desc = (
         f"Voice(language={v.language!r}, variant={v.variant!r}, rate={v.rate}, pitch={v.pitch}, "
-        f"pitch_range={v.pitch_range}{f', formant_scale={v.formant_scale}' if v.shifted else ''})"
+        f"pitch_range={v.pitch_range}{f', {v.edits}' if v.shifted else ''})"
     )
     return hashlib.sha1(f"{synth.NATIVE_RATE}|{desc}|{ssml}".encode()).hexdigest()[:20]
 
@@ -220,7 +230,15 @@ def _plan_split(spec: CorpusSpec, split: str) -> tuple[list[Speaker], list[MixPl
     per_variant = spec.speakers_per_variant
     if split == "train" and spec.train_speakers_per_variant is not None:
         per_variant = spec.train_speakers_per_variant
-    speakers = make_speakers(split, spec.seed, per_variant, spec.accents, spec.formant_shift)
+    speakers = make_speakers(
+        split,
+        spec.seed,
+        per_variant,
+        spec.accents,
+        spec.formant_shift,
+        spec.timbre_jitter,
+        spec.cross_gender,
+    )
     if n_mix == 0:
         return speakers, []
     if len(speakers) < spec.num_speakers + (3 if spec.noise else 0):
@@ -241,7 +259,15 @@ def _plan_split(spec: CorpusSpec, split: str) -> tuple[list[Speaker], list[MixPl
                 np.clip(spk.pitch + rng.integers(-spec.pitch_jitter, spec.pitch_jitter + 1), 0, 100)
             )
             voice = synth.Voice(
-                spk.accent, spk.variant, rate, pitch, spk.pitch_range, spk.formant_scale
+                spk.accent,
+                spk.variant,
+                rate,
+                pitch,
+                spk.pitch_range,
+                spk.formant_scale,
+                spk.formant_factors,
+                spk.height_factors,
+                spk.pitch_hz,
             )
             # Words for the target duration at this rate; ~65 % of the time is speech.
             seconds = rng.uniform(lo_s, hi_s)
@@ -645,6 +671,19 @@ def add_prepare_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "(new timbres; valid/test voices unchanged; 0 = off)",
     )
     parser.add_argument(
+        "--timbre-jitter",
+        type=float,
+        default=d.timbre_jitter,
+        help="also move each training speaker's formants one by one: frequency within "
+        "[1/(1+X), 1+X], height within twice that (0 = off)",
+    )
+    parser.add_argument(
+        "--cross-gender",
+        type=float,
+        default=d.cross_gender,
+        help="share of training speakers rendered as the other gender (0 = off)",
+    )
+    parser.add_argument(
         "--train-speakers-per-variant",
         type=int,
         default=d.train_speakers_per_variant,
@@ -668,6 +707,8 @@ def run_prepare_demo(args: argparse.Namespace) -> int:
             noise=args.noise,
             overlap=tuple(args.overlap),
             formant_shift=args.formant_shift,
+            timbre_jitter=args.timbre_jitter,
+            cross_gender=args.cross_gender,
             train_speakers_per_variant=args.train_speakers_per_variant,
         )
     except ValueError as err:

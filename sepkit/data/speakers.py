@@ -77,6 +77,15 @@ ACCENTS: tuple[str, ...] = (
 )
 
 SPLITS = ("train", "valid", "test")
+#: eSpeak's formants 0..8 (a variant file line is ``formant N freq% height% width%``).
+_N_FORMANTS = 9
+#: Female formant frequencies are ~17 % above male ones (shorter vocal tract); eSpeak's female
+#: variants run 105-135 % of the default against 95-100 % for male ones.
+_GENDER_FORMANT_RATIO = 1.17
+#: Base pitch ranges (Hz) for cross-gender speakers: lowest (from, to) and span above it (from,
+#: to), spanning what eSpeak's published variants of each gender use (f1 140-200, Linda 200-247,
+#: Anika 200-300; male1 75-109, male3 80-122).
+_PITCH_HZ = {"f": (130, 210, 40, 110), "m": (70, 110, 25, 50)}
 #: Share of each gender's families per split; test and valid get at least one of each gender.
 _SPLIT_SHARE = {"valid": 0.17, "test": 0.2}
 #: Fixed, so the family split is the same for every seed: "test voices" mean the same thing
@@ -100,9 +109,18 @@ class Speaker:
     emphasis: float
     #: Multiplies the variant's formant frequencies (1.0 = as published); training speakers only.
     formant_scale: float = 1.0
+    #: Per-formant frequency and height multipliers, and a base pitch range (Hz) replacing the
+    #: variant's: training speakers only, see ``make_speakers`` (empty/None = as published).
+    formant_factors: tuple[float, ...] = ()
+    height_factors: tuple[float, ...] = ()
+    pitch_hz: tuple[int, int] | None = None
 
     def to_row(self) -> dict[str, object]:
         return asdict(self)
+
+
+def _log_uniform(rng: np.random.Generator, bound: float, count: int) -> tuple[float, ...]:
+    return tuple(round(math.exp(float(x)), 3) for x in rng.uniform(-bound, bound, size=count))
 
 
 def synthesiser(family: str) -> str:
@@ -138,18 +156,33 @@ def make_speakers(
     per_variant: int = 2,
     accents: tuple[str, ...] = ACCENTS,
     formant_shift: float = 0.0,
+    timbre_jitter: float = 0.0,
+    cross_gender: float = 0.0,
 ) -> list[Speaker]:
     """The speakers of one split: ``per_variant`` accent/pitch/rate combinations per variant.
 
-    With ``formant_shift`` > 0 each *training* speaker also gets its own vocal-tract length: the
-    variant's formants scaled by a factor drawn log-uniformly in [1/(1+shift), 1+shift]. eSpeak has
-    a few dozen timbres; a model that hears only those learns them rather than voices in general,
-    and unseen test voices suffered for it. Valid and test speakers stay the published variants.
+    eSpeak has a few dozen timbres; a model that hears only those learns them rather than voices
+    in general, and unseen test voices suffered for it. So *training* speakers can be new timbres
+    made from the variants (valid and test speakers stay the published variants):
+
+    - ``formant_shift`` > 0: its own vocal-tract length, the variant's formants scaled by a factor
+      drawn log-uniformly in [1/(1+shift), 1+shift];
+    - ``timbre_jitter`` > 0: each formant's frequency moved by its own factor in
+      [1/(1+jitter), 1+jitter] and its height by one in twice that (log-uniform);
+    - ``cross_gender``: this share of speakers is rendered as the other gender, formants moved
+      by the typical female/male ratio (x1.17 or /1.17) and the base pitch range replaced by one
+      typical of that gender, which is then the speaker's gender. Only 5 female families are in
+      training, against 17 male ones; this makes female voices from male variants too.
+
+    A derived speaker keeps its variant's family: it never meets that family in a mixture.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     assignment = family_splits()
     rng = np.random.default_rng([seed, 7, SPLITS.index(split)])
+    # Timbre edits draw from their own stream: switching them on leaves every speaker's accent,
+    # pitch and rate (and the speakers of earlier corpora) as they were.
+    edit_rng = np.random.default_rng([seed, 8, SPLITS.index(split)])
     speakers: list[Speaker] = []
     for family in sorted(FAMILIES):
         if assignment[family] != split:
@@ -166,12 +199,28 @@ def make_speakers(
                 if split == "train" and formant_shift > 0:
                     bound = math.log1p(formant_shift)
                     scale = round(math.exp(float(rng.uniform(-bound, bound))), 3)
+                as_gender = gender
+                factors: tuple[float, ...] = ()
+                heights: tuple[float, ...] = ()
+                pitch_hz: tuple[int, int] | None = None
+                if split == "train" and timbre_jitter > 0:
+                    bound = math.log1p(timbre_jitter)
+                    factors = _log_uniform(edit_rng, bound, _N_FORMANTS)
+                    heights = _log_uniform(edit_rng, 2 * bound, _N_FORMANTS)
+                if split == "train" and cross_gender > 0 and edit_rng.random() < cross_gender:
+                    as_gender = "f" if gender == "m" else "m"
+                    scale = round(
+                        scale * (_GENDER_FORMANT_RATIO ** (1 if as_gender == "f" else -1)), 3
+                    )
+                    low_lo, low_hi, span_lo, span_hi = _PITCH_HZ[as_gender]
+                    low = int(edit_rng.integers(low_lo, low_hi + 1))
+                    pitch_hz = (low, low + int(edit_rng.integers(span_lo, span_hi + 1)))
                 speakers.append(
                     Speaker(
                         id=f"{variant}-{accents[int(a)]}-{k}".lower(),
                         split=split,
                         family=family,
-                        gender=gender,
+                        gender=as_gender,
                         variant=variant,
                         accent=accents[int(a)],
                         pitch=pitch,
@@ -179,6 +228,9 @@ def make_speakers(
                         rate=rate,
                         emphasis=emphasis,
                         formant_scale=scale,
+                        formant_factors=factors,
+                        height_factors=heights,
+                        pitch_hz=pitch_hz,
                     )
                 )
     return speakers

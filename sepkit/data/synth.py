@@ -7,7 +7,7 @@ which avoids one subprocess and one WAV file per utterance. If the wheel cannot 
 ``espeak-ng`` binary on ``PATH`` is used instead (``--stdout`` WAV). The library keeps global state,
 so it is initialised once per process; every worker process initialises its own copy.
 
-Formant-scaled voices (``Voice.formant_scale``) are eSpeak variant files that sepkit writes: eSpeak
+Edited voices (``Voice.formant_scale`` and the other edits) are eSpeak variant files that sepkit writes: eSpeak
 only reads variants from its data folder, so the library is pointed at a mirror of the wheel's
 folder (symbolic links, plus the generated variants) kept in the user's cache directory.
 """
@@ -58,9 +58,11 @@ class Voice:
     """What eSpeak needs to speak one utterance: ``language+variant`` and prosody settings.
 
     ``rate`` is in words per minute (eSpeak's 80–450), ``pitch`` and ``pitch_range`` on eSpeak's
-    0–100 scale, relative to the variant's own base pitch. ``formant_scale`` multiplies the
-    variant's formant frequencies (a shorter or longer vocal tract: a new timbre from an existing
-    voice; 1.0 = the variant as published).
+    0–100 scale, relative to the variant's own base pitch. The rest edits the variant into a new
+    timbre (all at their defaults = the variant as published): ``formant_scale`` multiplies every
+    formant frequency (a shorter or longer vocal tract), ``formant_factors`` and
+    ``height_factors`` multiply formant 0, 1, ... 's frequency and height one by one, and
+    ``pitch_hz`` replaces the variant's base pitch range (Hz, low and high).
     """
 
     language: str
@@ -69,18 +71,42 @@ class Voice:
     pitch: int = 50
     pitch_range: int = 50
     formant_scale: float = 1.0
+    formant_factors: tuple[float, ...] = ()
+    height_factors: tuple[float, ...] = ()
+    pitch_hz: tuple[int, int] | None = None
 
     @property
     def shifted(self) -> bool:
-        return round(self.formant_scale, 3) != 1.0
+        """Whether the variant is edited (spoken from a generated variant file)."""
+        return (
+            round(self.formant_scale, 3) != 1.0
+            or bool(self.formant_factors or self.height_factors)
+            or self.pitch_hz is not None
+        )
+
+    @property
+    def edits(self) -> str:
+        """The edits, spelled out ("" for the published variant): names the generated file and
+        the cached utterances. A voice that is only formant-scaled keeps its corpus-v2 spelling."""
+        if not self.shifted:
+            return ""
+        text = f"formant_scale={round(self.formant_scale, 3)}"
+        if self.formant_factors or self.height_factors or self.pitch_hz is not None:
+            text += f", formants={self.formant_factors}, heights={self.height_factors}"
+            text += f", pitch_hz={self.pitch_hz}"
+        return text
 
     @property
     def variant_name(self) -> str:
-        """The eSpeak variant to load: the published one, or sepkit's formant-scaled copy of it."""
+        """The eSpeak variant to load: the published one, or sepkit's edited copy of it."""
         if not self.shifted:
             return self.variant
-        # Short (eSpeak's name buffers are small) and unique per variant and scale.
-        key = f"{self.variant}|{round(self.formant_scale, 3)}"
+        # Short (eSpeak's name buffers are small) and unique per variant and edits; a voice that
+        # is only formant-scaled keeps the key (hence the file name) it had before other edits.
+        if self.formant_factors or self.height_factors or self.pitch_hz is not None:
+            key = f"{self.variant}|{self.edits}"
+        else:
+            key = f"{self.variant}|{round(self.formant_scale, 3)}"
         return "v" + hashlib.sha1(key.encode()).hexdigest()[:8]
 
     @property
@@ -106,25 +132,45 @@ _N_FORMANTS = 9
 
 
 def scaled_variant(text: str, scale: float) -> str:
-    """A variant file's text with every formant frequency multiplied by ``scale``.
+    """A variant file's text with every formant frequency multiplied by ``scale``."""
+    return edited_variant(text, Voice("", "", formant_scale=scale))
 
-    Formants the file does not mention are at eSpeak's default (100 %); they are written out so
-    that they move too. Heights, widths and all other settings are kept.
+
+def edited_variant(text: str, voice: Voice) -> str:
+    """A variant file's text with ``voice``'s edits applied (see :class:`Voice`).
+
+    Formants the file does not mention are at eSpeak's default (100 % frequency, height and
+    width); they are written out so that they change too. Widths and all other settings are kept.
     """
+
+    def factor(factors: tuple[float, ...], n: int) -> float:
+        return factors[n] if n < len(factors) else 1.0
+
+    def edit(n: int, freq: float, height: float) -> tuple[int, int]:
+        freq *= voice.formant_scale * factor(voice.formant_factors, n)
+        return max(1, round(freq)), max(0, round(height * factor(voice.height_factors, n)))
+
     seen: set[int] = set()
     lines = []
     for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0] == "formant" and parts[1].isdigit():
-            seen.add(int(parts[1]))
-            parts[2] = str(max(1, round(float(parts[2]) * scale)))
+            n = int(parts[1])
+            seen.add(n)
+            if len(parts) == 3:  # height and width at eSpeak's default
+                parts += ["100", "100"]
+            freq, height = edit(n, float(parts[2]), float(parts[3]))
+            parts[2], parts[3] = str(freq), str(height)
             line = " ".join(parts)
+        elif parts and parts[0] == "pitch" and voice.pitch_hz is not None:
+            continue
         lines.append(line)
-    lines += [
-        f"formant {n} {max(1, round(100 * scale))} 100 100"
-        for n in range(_N_FORMANTS)
-        if n not in seen
-    ]
+    for n in range(_N_FORMANTS):
+        if n not in seen:
+            freq, height = edit(n, 100.0, 100.0)
+            lines.append(f"formant {n} {freq} {height} 100")
+    if voice.pitch_hz is not None:
+        lines.append(f"pitch {voice.pitch_hz[0]} {voice.pitch_hz[1]}")
     return "\n".join(lines) + "\n"
 
 
@@ -193,7 +239,7 @@ def _ensure_variant(mirror: Path, voice: Voice) -> None:
     original = mirror / "voices" / "!v" / voice.variant
     if not original.exists():
         raise SynthError(f"eSpeak NG has no voice variant {voice.variant!r}")
-    text = scaled_variant(original.read_text(encoding="utf-8"), voice.formant_scale)
+    text = edited_variant(original.read_text(encoding="utf-8"), voice)
     tmp = target.with_name(f".{target.name}.{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, target)

@@ -33,6 +33,77 @@ def test_scaled_variant_scales_every_formant_and_keeps_the_rest() -> None:
     assert formants[0] == formants[8] == ["110", "100", "100"]
 
 
+def test_edited_variant_moves_each_formant_and_the_pitch() -> None:
+    original = "name male3\npitch 80 122\nformant 1  96  97 100\nformant 3 96 103 100 -30\n"
+    factors = tuple(1.0 + n / 100 for n in range(9))
+    heights = tuple(1.0 - n / 100 for n in range(9))
+    voice = synth.Voice("en-us", "m3", formant_scale=1.1, formant_factors=factors,
+                        height_factors=heights, pitch_hz=(190, 260))  # fmt: skip
+    lines = synth.edited_variant(original, voice).splitlines()
+    assert "pitch 80 122" not in lines and lines[-1] == "pitch 190 260"
+    formants = {int(p[1]): p[2:] for p in (line.split() for line in lines) if p[0] == "formant"}
+    assert formants[1] == [str(round(96 * 1.1 * 1.01)), str(round(97 * 0.99)), "100"]
+    assert formants[3] == [str(round(96 * 1.1 * 1.03)), str(round(103 * 0.97)), "100", "-30"]
+    assert formants[8] == [str(round(100 * 1.1 * 1.08)), str(round(100 * 0.92)), "100"]
+    # each set of edits is its own generated file; a scale alone keeps its earlier file name
+    assert voice.variant_name != synth.Voice("en-us", "m3", formant_scale=1.1).variant_name
+    plain_key = "v" + hashlib.sha1(b"m3|1.1").hexdigest()[:8]
+    assert synth.Voice("en-us", "m3", formant_scale=1.1).variant_name == plain_key
+
+
+_F0 = """
+import sys
+import numpy as np
+from sepkit.data import synth
+def f0(x):
+    x, rate, found = x.astype(np.float64), synth.NATIVE_RATE, []
+    for i in range(0, len(x) - 1024, 512):
+        seg = x[i : i + 1024]
+        if np.sqrt(np.mean(seg**2)) > 300:
+            ac = np.correlate(seg, seg, "full")[1023:]
+            lo, hi = rate // 400, rate // 60
+            found.append(rate / (lo + np.argmax(ac[lo:hi])))
+    return np.median(found)
+for edits in ({}, {"formant_scale": 1.17, "pitch_hz": (180, 250)}):
+    print(f0(synth.synthesize(sys.argv[1], synth.Voice("en-us", "m3", **edits))))
+"""
+
+
+def test_cross_gender_edit_moves_the_voice_pitch() -> None:
+    out = subprocess.run([sys.executable, "-c", _F0, TEXT], check=True, capture_output=True,
+                         text=True, timeout=120).stdout  # fmt: skip
+    plain, edited = (float(v) for v in out.split())
+    assert 80 < plain < 140 and 170 < edited < 270, (plain, edited)  # male voice -> female range
+
+
+def test_timbre_edits_only_for_training_speakers() -> None:
+    from sepkit.data.speakers import make_speakers
+
+    for split in ("valid", "test"):
+        assert make_speakers(split, 0, 2, formant_shift=0.3, timbre_jitter=0.1,
+                             cross_gender=0.5) == make_speakers(split, 0, 2)  # fmt: skip
+    plain = make_speakers("train", 0, 4, formant_shift=0.15)
+    edited = make_speakers("train", 0, 4, formant_shift=0.15, timbre_jitter=0.1, cross_gender=0.4)
+    same = ("id", "accent", "pitch", "pitch_range", "rate", "emphasis")
+    assert [[getattr(s, k) for k in same] for s in plain] == [
+        [getattr(s, k) for k in same] for s in edited
+    ]
+    crossed = [(p, e) for p, e in zip(plain, edited, strict=True) if p.gender != e.gender]
+    assert 0.25 < len(crossed) / len(edited) < 0.55
+    for _, e in crossed:  # formants and base pitch moved towards the new gender
+        assert e.pitch_hz is not None
+        if e.gender == "f":
+            assert e.formant_scale > 1.0 and e.pitch_hz[0] >= 130
+        else:
+            assert e.formant_scale < 1.0 and e.pitch_hz[1] <= 160
+    kept = [e for p, e in zip(plain, edited, strict=True) if p.gender == e.gender]
+    assert kept and all(e.pitch_hz is None for e in kept)
+    for e in edited:
+        assert len(e.formant_factors) == len(e.height_factors) == 9
+        assert all(1 / 1.1 - 1e-3 <= f <= 1.1 + 1e-3 for f in e.formant_factors)
+        assert all(1 / 1.21 - 1e-3 <= h <= 1.21 + 1e-3 for h in e.height_factors)
+
+
 _CENTROIDS = """
 import sys
 import numpy as np
