@@ -427,16 +427,18 @@ def _ckpt_order(path: Path) -> tuple[int, float, str]:
 
 def resolve_checkpoint(source: str | Path) -> Path:
     """A model file or checkpoint path as given; a run directory means its
-    ``checkpoints/best.pt``, else its newest ``checkpoints/ckpt-*.pt`` (highest step number)."""
+    ``checkpoints/averaged.pt`` (written only when the run averages checkpoints, and the model
+    its test results are for), else ``best.pt``, else its newest ``checkpoints/ckpt-*.pt``."""
     source = Path(source)
     if source.is_file():
         return source
     if not source.is_dir():
         raise ModelFileError(f"{source}: no such run directory or model file")
     ckpt_dir = source / "checkpoints"
+    for name in ("averaged.pt", "best.pt"):
+        if (ckpt_dir / name).is_file():
+            return ckpt_dir / name
     best = ckpt_dir / "best.pt"
-    if best.is_file():
-        return best
     candidates = sorted(ckpt_dir.glob("ckpt-*.pt"), key=_ckpt_order) if ckpt_dir.is_dir() else []
     if not candidates:
         raise ModelFileError(

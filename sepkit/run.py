@@ -313,8 +313,14 @@ def evaluate(
     n_audio_to_save: int | None = None,
     metrics: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Score the best (or a given) checkpoint on a split; writes ``test_results.csv``."""
-    from sepkit.training.checkpoint import CheckpointManager, load_checkpoint
+    """Score the best (or a given) checkpoint on a split; writes ``test_results.csv``.
+
+    "The best" is ``checkpoints/averaged.pt`` when the run averages checkpoints
+    (``train.average_best`` > 1) and has two to average, else ``best.pt``. ``checkpoint`` may be
+    a training checkpoint or a model file.
+    """
+    from sepkit.models.io import read_payload
+    from sepkit.training.checkpoint import AVERAGED, CheckpointManager
 
     cfg = cfg or load_run_config(run_dir)
     train_cfg = cfg.train
@@ -329,10 +335,15 @@ def evaluate(
         if best is None:
             raise FileNotFoundError(f"{run_dir}/checkpoints: no checkpoint to evaluate")
         checkpoint = best.path
-    state = load_checkpoint(checkpoint)
+        averaged = run_dir / "checkpoints" / AVERAGED
+        if cfg.train.average_best > 1 and averaged.is_file():
+            checkpoint = averaged
+    state = read_payload(checkpoint)
     model = build_model(state["model_spec"] or cfg.model)
     load_state_checked(model, state["model_state"], checkpoint)
     trainer = make_trainer(cfg, run_dir, model)
     loader = build_loader(cfg, split, train=False, report_dir=run_dir)
-    log.info("evaluating %s on the %s split", checkpoint.name, split)
+    sources = state.get("averaged_from")
+    what = f" (mean of {', '.join(sources)})" if sources else ""
+    log.info("evaluating %s%s on the %s split", checkpoint.name, what, split)
     return trainer.test(loader, metrics)

@@ -2,14 +2,17 @@
 
 Files live in ``RUN_DIR/checkpoints/`` as ``ckpt-<step>.pt``; ``index.json`` records each file's step
 and validation loss and which is best; ``best.pt`` is a hard link (or copy) of the best one, so
-``sepkit evaluate`` and ``sepkit separate`` find it without reading the index.
+``sepkit evaluate`` and ``sepkit separate`` find it without reading the index. With
+``train.average_best`` = K > 1, ``averaged.pt`` is a model file holding the mean of the K best
+checkpoints' weights, which evaluation and separation then use (see :func:`average_states`).
 
 Every file is written to a temporary sibling, fsynced and renamed, so a crash at any instant leaves
 the previous checkpoint intact and loadable. If the newest file is unreadable anyway (a disk fault,
 a copy cut short by hand), resume says so, moves it aside as ``*.corrupt`` (never deletes it) and
 falls back to the next one.
 
-The checkpoint files are the truth and ``index.json`` / ``best.pt`` are derived from them: each file
+The checkpoint files are the truth and ``index.json`` / ``best.pt`` / ``averaged.pt`` are derived
+from them: each file
 carries its own validation loss, so a crash between writing a file and updating the index (or a
 disk that filled up in between) is repaired on resume by :meth:`CheckpointManager.recover`, which
 also deletes the temporary files of writes cut short. A write that fails (disk full, read-only
@@ -19,6 +22,7 @@ intact and how to continue.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import logging
@@ -31,7 +35,7 @@ from typing import IO, Any, NoReturn
 
 import torch
 
-from sepkit.models.io import ModelFileError, read_payload
+from sepkit.models.io import MODEL_FILE_FORMAT, ModelFileError, read_payload
 from sepkit.utils.io import (
     WriteError,
     atomic_open,
@@ -48,6 +52,8 @@ CHECKPOINT_FORMAT = "sepkit-checkpoint"
 CHECKPOINT_VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 _BEST_TMP = ".best.pt.tmp"
+#: Model file with the mean weights of the ``average_best`` best checkpoints.
+AVERAGED = "averaged.pt"
 
 
 class CheckpointError(RuntimeError):
@@ -61,10 +67,35 @@ class CheckpointInfo:
     valid_loss: float | None
 
 
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of several state dicts of one model (floating tensors, in float64,
+    then back to their dtype); other entries (integer counters) are taken from the first.
+
+    Why: a short run's best checkpoints sit at different points around a minimum that SGD noise
+    keeps it from settling in; their mean is usually closer to it than any one of them (the
+    checkpoint averaging of ESPnet and fairseq recipes). On the demo, the mean of the two best
+    checkpoints scored +0.47 dB SI-SNRi over the best alone (docs/demo.md).
+    """
+    first = states[0]
+    for other in states[1:]:
+        if other.keys() != first.keys():
+            raise CheckpointError("cannot average checkpoints of different models (keys differ)")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in first.items():
+        if value.is_floating_point():
+            total = torch.stack([s[key].to(torch.float64) for s in states]).mean(dim=0)
+            out[key] = total.to(value.dtype)
+        else:
+            out[key] = value.clone()
+    return out
+
+
 class CheckpointManager:
-    def __init__(self, directory: Path, keep_best: int = 2) -> None:
+    def __init__(self, directory: Path, keep_best: int = 2, average_best: int = 1) -> None:
         self.directory = Path(directory)
-        self.keep_best = keep_best
+        self.average_best = average_best
+        # The checkpoints to average must survive pruning.
+        self.keep_best = max(keep_best, average_best)
 
     # ---- listing -------------------------------------------------------------------------------
     def _index_path(self) -> Path:
@@ -90,8 +121,13 @@ class CheckpointManager:
         return sorted(found, key=lambda c: c.step)
 
     def best(self) -> CheckpointInfo | None:
-        scored = [(c.valid_loss, -c.step, c) for c in self.list() if c.valid_loss is not None]
-        return min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
+
+    def ranked(self) -> builtins.list[CheckpointInfo]:
+        """Validated checkpoints, best first (lowest validation loss; ties: the later one)."""
+        scored = [c for c in self.list() if c.valid_loss is not None]
+        return sorted(scored, key=lambda c: (c.valid_loss, -c.step))
 
     # ---- writing -------------------------------------------------------------------------------
     def save(self, state: dict[str, Any], step: int, valid_loss: float | None) -> Path:
@@ -119,10 +155,11 @@ class CheckpointManager:
             self._write_index(losses)
             self._prune()
             self._link_best()
+            self._refresh_average()
         except Exception as err:
             detail = (
-                f"{path.name} was written and is intact, but index.json/best.pt could not be "
-                "updated; re-run the same command to resume from it (the index is rebuilt)"
+                f"{path.name} was written and is intact, but index.json/best.pt/averaged.pt could "
+                "not be updated; re-run the same command to resume from it (they are rebuilt)"
             )
             _raise_write_failed(err, self._index_path(), detail)
         return path
@@ -186,6 +223,39 @@ class CheckpointManager:
         os.replace(tmp, target)
         fsync_dir(self.directory)
 
+    def _refresh_average(self) -> None:
+        """Rewrite ``averaged.pt`` when the set of the ``average_best`` best checkpoints changed.
+
+        With fewer than two validated checkpoints there is nothing to average and no file (a
+        stale one is removed), so evaluation falls back to ``best.pt``.
+        """
+        target = self.directory / AVERAGED
+        sources = self.ranked()[: self.average_best] if self.average_best > 1 else []
+        if len(sources) < 2:
+            if target.exists():
+                target.unlink()
+                fsync_dir(self.directory)
+            return
+        names = [c.path.name for c in sources]
+        with contextlib.suppress(ModelFileError):
+            if read_payload(target).get("averaged_from") == names:
+                return
+        payloads = [load_checkpoint(c.path) for c in sources]
+        best = payloads[0]
+        payload = {
+            "format": MODEL_FILE_FORMAT,
+            "version": 1,
+            "model_spec": best["model_spec"],
+            "model_state": average_states([p["model_state"] for p in payloads]),
+            "config": best.get("config"),
+            "sample_rate": best.get("sample_rate"),
+            "averaged_from": names,
+            "valid_losses": [c.valid_loss for c in sources],
+        }
+        with atomic_open(target, "wb") as handle:
+            torch.save(payload, handle)
+        log.info("averaged.pt: mean weights of %s", ", ".join(names))
+
     # ---- recovery ------------------------------------------------------------------------------
     def recover(self, loaded: dict[str, dict[str, Any]] | None = None) -> None:
         """Undo what a crash can leave: temp files of interrupted writes, an index that misses
@@ -211,6 +281,7 @@ class CheckpointManager:
             log.warning("checkpoint index out of date (interrupted write); rebuilt from the files")
             self._write_index(losses)
         self._link_best()
+        self._refresh_average()
 
     def _remove_temp_files(self) -> None:
         removed, failed = remove_stale_temp_files(self.directory)

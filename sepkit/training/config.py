@@ -40,6 +40,9 @@ class TrainConfig:
     checkpoint_every_steps: int | None = None
     checkpoint_every_minutes: float | None = 10.0
     keep_best: int = 2  # best-N checkpoints by validation loss, plus the latest
+    # evaluate and separate with the mean weights of the K best checkpoints (checkpoints/
+    # averaged.pt); 1 = the best checkpoint alone
+    average_best: int = 1
     log_every: int = 50  # flush metrics.csv every N steps
     progress_bar: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -59,6 +62,8 @@ class TrainConfig:
             raise ValueError("train.warmup_steps: must be >= 0")
         if self.keep_best < 0:
             raise ValueError("train.keep_best: must be >= 0")
+        if self.average_best < 1:
+            raise ValueError("train.average_best: must be >= 1 (1 = no averaging)")
         if not 0 < self.plateau_factor < 1:
             raise ValueError("train.plateau_factor: must be in (0, 1)")
 

@@ -109,7 +109,9 @@ class Trainer:
         self.guard = StepGuard(self.config)
         self.telemetry = Telemetry(self.run_dir, self.config.log_every, enabled=self.is_main)
         self.checkpoints = (
-            CheckpointManager(self.run_dir / "checkpoints", self.config.keep_best)
+            CheckpointManager(
+                self.run_dir / "checkpoints", self.config.keep_best, self.config.average_best
+            )
             if self.run_dir is not None
             else None
         )

@@ -12,11 +12,14 @@ import pytest
 import torch
 from helpers.tiny_model import TinySeparator
 
+from sepkit.models.io import read_payload
 from sepkit.training import TrainConfig
 from sepkit.training.checkpoint import (
+    AVERAGED,
     CHECKPOINT_FORMAT,
     CheckpointError,
     CheckpointManager,
+    average_states,
     load_checkpoint,
 )
 from sepkit.training.telemetry import STEP_COLUMNS, CsvLog
@@ -38,6 +41,39 @@ def test_keeps_best_n_and_latest(tmp_path: Path) -> None:
     best = manager.best()
     assert best is not None and best.step == 20
     assert load_checkpoint(tmp_path / "best.pt")["step"] == 20
+
+
+def test_averaged_model_is_the_mean_of_the_k_best(tmp_path: Path) -> None:
+    manager = CheckpointManager(tmp_path, keep_best=1, average_best=3)
+    manager.save(state(10), 10, -1.0)
+    assert not (tmp_path / AVERAGED).exists()  # one validated checkpoint: nothing to average
+    for step, loss in {20: -5.0, 30: -3.0, 40: -2.0, 50: None}.items():
+        manager.save(state(step), step, loss)
+    assert [c.step for c in manager.list()] == [20, 30, 40, 50]  # the three to average survive
+    averaged = read_payload(tmp_path / AVERAGED)
+    assert averaged["averaged_from"] == [f"ckpt-{s:09d}.pt" for s in (20, 30, 40)]
+    assert averaged["valid_losses"] == [-5.0, -3.0, -2.0]
+    torch.testing.assert_close(averaged["model_state"]["w"], torch.full((3,), 30.0))
+    with pytest.raises(CheckpointError, match="a model file"):
+        load_checkpoint(tmp_path / AVERAGED)  # a model file: not something to resume from
+    manager.save(state(60), 60, -4.0)  # a new second best: the mean follows it
+    averaged = read_payload(tmp_path / AVERAGED)
+    assert averaged["averaged_from"] == [f"ckpt-{s:09d}.pt" for s in (20, 60, 30)]
+    torch.testing.assert_close(averaged["model_state"]["w"], torch.full((3,), 110 / 3))
+    # averaging switched off for the same directory: the derived file goes
+    CheckpointManager(tmp_path, keep_best=2).recover()
+    assert not (tmp_path / AVERAGED).exists()
+
+
+def test_average_states_in_float64_keeps_dtypes_and_counters() -> None:
+    gen = torch.Generator().manual_seed(0)
+    states = [{"w": torch.randn(64, generator=gen).half(), "n": torch.tensor(k)} for k in range(5)]
+    out = average_states(states)
+    reference = torch.stack([s["w"].double() for s in states]).mean(0).half()
+    assert out["w"].dtype == torch.float16 and torch.equal(out["w"], reference)
+    assert out["n"].item() == 0  # integer buffers (counters) come from the best checkpoint
+    with pytest.raises(CheckpointError, match="different models"):
+        average_states([states[0], {"v": torch.zeros(1)}])
 
 
 def test_corrupt_latest_is_set_aside_and_previous_used(tmp_path: Path) -> None:
