@@ -7,7 +7,7 @@ Layout under ``--out`` (default ``runs/demo``)::
 
 Re-running continues where the previous run stopped: the corpus is reused, training resumes from
 the newest checkpoint until the (cumulative) budget is spent, and evaluation and the report are
-redone from the best checkpoint.
+redone from the best checkpoints (their averaged weights, ``train.average_best`` in the recipe).
 """
 
 from __future__ import annotations
@@ -97,7 +97,10 @@ def run_demo(args: argparse.Namespace) -> int:
     summary = training_summary(run_dir)
     summary["stop_reason"] = stop_reason(cfg, summary)
 
-    print("[3/4] evaluating the best checkpoint on the test split")
+    what = "the best checkpoint"
+    if cfg.train.average_best > 1:
+        what = f"the mean of the {cfg.train.average_best} best checkpoints"
+    print(f"[3/4] evaluating {what} on the test split")
     test = evaluate(run_dir, cfg=cfg, save_audio=True, n_audio_to_save=10)
 
     print("[4/4] report")

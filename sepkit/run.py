@@ -60,6 +60,7 @@ RESUMABLE_CHANGES = {
     "train.device",
     "train.save_audio",
     "train.n_audio_to_save",
+    "train.average_best",  # which weights are tested; averaged.pt is rebuilt on resume
     "data.num_workers",
     "data.root",
     "threads",
