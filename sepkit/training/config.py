@@ -23,6 +23,9 @@ class TrainConfig:
     grad_accumulation: int = 1
     # --- PIT ---
     pit_method: Literal["auto", "exhaustive", "hungarian"] = "auto"
+    # validate, test and separate with an exponential moving average of the weights (e.g.
+    # 0.999: about the last 1000 updates); None = the weights as trained (sepkit/training/ema.py)
+    ema_decay: float | None = None
     # --- how long ---
     epochs: int = 10
     max_steps: int | None = None  # optimiser updates, counted across epochs
@@ -62,6 +65,8 @@ class TrainConfig:
             raise ValueError("train.warmup_steps: must be >= 0")
         if self.keep_best < 0:
             raise ValueError("train.keep_best: must be >= 0")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError("train.ema_decay: must be in (0, 1), or null for no averaging")
         if self.average_best < 1:
             raise ValueError("train.average_best: must be >= 1 (1 = no averaging)")
         if not 0 < self.plateau_factor < 1:

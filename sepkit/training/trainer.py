@@ -40,6 +40,7 @@ from sepkit.losses import apply_permutation, defined_examples, pit_si_snr
 from sepkit.training import runtime
 from sepkit.training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
 from sepkit.training.config import TrainConfig
+from sepkit.training.ema import WeightEMA
 from sepkit.training.schedule import budget_progress, cosine_factor
 from sepkit.training.step_guard import NONFINITE_GRAD, StepDecision, StepGuard
 from sepkit.training.telemetry import Telemetry
@@ -82,6 +83,9 @@ class Trainer:
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world_size = dist.get_world_size() if self.distributed else 1
+        # The weights validation, test and checkpoints' model_state use (see eval_module); copied
+        # before DDP wraps the module and hooks its parameters.
+        self.ema = WeightEMA(self.module, self.config.ema_decay) if self.config.ema_decay else None
         self.model: nn.Module = self.module
         if self.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -218,6 +222,8 @@ class Trainer:
         self.optimizer.step()
         self.scaler.update()
         self.updates += 1
+        if self.ema is not None:
+            self.ema.update(self.module)
         return total, max_norm >= 0 and total > max_norm, True
 
     def _allreduce_grads(self) -> None:
@@ -277,10 +283,11 @@ class Trainer:
         Under ``no_grad`` itself, not only through ``evaluate_batch``: ``evaluate`` (every
         validation and test pass) calls it directly, and built an unused autograd graph per batch.
         """
-        with runtime.eval_mode(self.module):
+        module = self.eval_module
+        with runtime.eval_mode(module):
             batch = batch.to(self.device)
             with runtime.autocast(self.device, self.config.precision):
-                est = self.module(batch.mix)
+                est = module(batch.mix)
             est, sources = est.float(), batch.sources.float()
             per_example, perm = pit_si_snr(
                 est, sources, method=self.config.pit_method, lengths=batch.lengths
@@ -537,11 +544,24 @@ class Trainer:
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
 
+    @property
+    def eval_module(self) -> nn.Module:
+        """What validation and test run, and what checkpoints hand to evaluation and inference:
+        the weights' moving average with ``train.ema_decay`` (once it has an update), else the
+        model itself."""
+        if self.ema is not None and self.ema.updates > 0:
+            return self.ema.module
+        return self.module
+
     # ================================================================ checkpoints ===============
     def state_dict(self) -> dict[str, Any]:
+        ema = None
+        if self.ema is not None:  # model_state holds the average; resume needs the raw weights
+            ema = {**self.ema.state_dict(), "train_model_state": self.module.state_dict()}
         return {
             "model_spec": getattr(self.module, "sepkit_spec", None),
-            "model_state": self.module.state_dict(),
+            "model_state": self.eval_module.state_dict(),
+            "ema": ema,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
@@ -563,7 +583,11 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         try:
-            self.module.load_state_dict(state["model_state"])
+            ema = state.get("ema")
+            self.module.load_state_dict(ema["train_model_state"] if ema else state["model_state"])
+            if self.ema is not None:
+                # A checkpoint written without EMA: the average starts again from its weights.
+                self.ema.load_state_dict(ema or {"updates": 0}, state["model_state"])
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None and state.get("scheduler") is not None:
                 self.scheduler.load_state_dict(state["scheduler"])

@@ -20,7 +20,7 @@ from sepkit.training.checkpoint import CheckpointManager, load_checkpoint
 
 
 def test_short_training_lowers_validation_loss(demo_corpus: Path, tmp_path: Path) -> None:
-    overrides = ("train.epochs=6", "optim.lr=0.003", "train.average_best=2")
+    overrides = ("train.epochs=6", "optim.lr=0.003", "train.average_best=2", "train.ema_decay=0.9")
     cfg = load_recipe(RECIPE, train_overrides(demo_corpus, *overrides))
     torch.manual_seed(cfg.seed)
     model = build_model_for_run(cfg)
