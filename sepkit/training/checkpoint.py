@@ -71,10 +71,11 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
     """The element-wise mean of several state dicts of one model (floating tensors, in float64,
     then back to their dtype); other entries (integer counters) are taken from the first.
 
-    Why: a short run's best checkpoints sit at different points around a minimum that SGD noise
-    keeps it from settling in; their mean is usually closer to it than any one of them (the
-    checkpoint averaging of ESPnet and fairseq recipes). On the demo, the mean of the two best
-    checkpoints scored +0.47 dB SI-SNRi over the best alone (docs/demo.md).
+    Why: checkpoint averaging (ESPnet averages the N best by validation loss, fairseq the last N)
+    often beats the single best checkpoint once the learning rate has come down, when the best
+    checkpoints sit around one minimum. It is no free gain while the rate is still high: on the
+    demo it moved test SI-SNRi by +0.47 dB (two checkpoints after a plateau halving), -0.21 dB and
+    +0.05 dB (before any) (docs/demo.md), so it is off by default (``train.average_best`` = 1).
     """
     first = states[0]
     for other in states[1:]:
