@@ -47,6 +47,7 @@ SCRIPTS = (
         "<= 0.75x",
     ),
     Script("trainer_overhead", "3. Trainer overhead vs a bare PyTorch step", "<= 1.03x"),
+    Script("conv_ops", "3b. Conv-TasNet step: sepkit's CPU conv ops vs stock ATen", "< 1x"),
     Script("eval_speed", "4. Test pass scoring vs mir_eval", ">= 20x faster", threads_flag=False),
     Script("data_speed", "5. Data loading vs the training step's consumption", "headroom >= 1x"),
     Script("train_memory", "6. Peak RSS of a training step vs SpeechBrain", "(reported)"),

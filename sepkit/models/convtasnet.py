@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sepkit.models.conv_ops import DepthwiseConv1d, PReLU
 from sepkit.models.filterbank import Decoder, Encoder
 from sepkit.models.norms import NormKind, make_norm
 from sepkit.models.registry import register_model
@@ -62,7 +62,8 @@ class TemporalBlock(nn.Module):
 
     The residual and skip 1x1 convolutions share one matrix product (their outputs are split),
     and the last block has no residual branch at all: its output would feed nothing, and an unused
-    parameter breaks DDP and wastes memory.
+    parameter breaks DDP and wastes memory. PReLU and the depthwise convolution are the
+    ``conv_ops`` versions: same parameters, a faster CPU backward.
     """
 
     def __init__(
@@ -78,19 +79,19 @@ class TemporalBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.in_conv = nn.Conv1d(bottleneck, hidden, 1)
-        self.act1 = nn.PReLU()
+        self.act1 = PReLU()
         self.norm1 = make_norm(norm, hidden)
         total_pad = (kernel - 1) * dilation
-        self.pad = (total_pad, 0) if causal else (total_pad // 2, total_pad - total_pad // 2)
-        self.dconv = nn.Conv1d(hidden, hidden, kernel, dilation=dilation, groups=hidden)
-        self.act2 = nn.PReLU()
+        pad = (total_pad, 0) if causal else (total_pad // 2, total_pad - total_pad // 2)
+        self.dconv = DepthwiseConv1d(hidden, kernel, dilation, pad)
+        self.act2 = PReLU()
         self.norm2 = make_norm(norm, hidden)
         self.res_channels = bottleneck if residual else 0
         self.out_conv = nn.Conv1d(hidden, self.res_channels + skip, 1)
 
     def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
         y = self.norm1(self.act1(self.in_conv(x)))
-        y = self.norm2(self.act2(self.dconv(F.pad(y, self.pad))))
+        y = self.norm2(self.act2(self.dconv(y)))
         out = self.out_conv(y)
         if self.res_channels == 0:
             return None, out
@@ -122,7 +123,7 @@ class TCNMaskNet(nn.Module):
             )
             for i in range(count)
         )
-        self.out_act = nn.PReLU()
+        self.out_act = PReLU()
         self.mask_conv = nn.Conv1d(skip, cfg.num_spks * cfg.N, 1)
 
     def forward(self, frames: Tensor) -> Tensor:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sepkit.models.conv_ops import PReLU
+
 
 def chunk_gap(length: int, chunk_size: int) -> int:
     """Frames of zeros appended after ``length`` frames before chunking (SpeechBrain's rule).
@@ -136,7 +138,7 @@ class DualPathMaskNet(nn.Module):
         self.in_norm = nn.GroupNorm(1, in_channels, eps=1e-8)
         self.in_proj = nn.Linear(in_channels, d_model, bias=False)
         self.blocks = nn.ModuleList(blocks)
-        self.prelu = nn.PReLU()
+        self.prelu = PReLU()
         self.head = nn.Linear(d_model, d_model * num_spks)
         self.output = nn.Linear(d_model, d_model)
         self.output_gate = nn.Linear(d_model, d_model)

@@ -1,0 +1,136 @@
+"""CPU fast paths for the two slowest pieces of a Conv-TasNet step: PReLU and depthwise convolution.
+
+A profile of the demo's Conv-TasNet training step on one CPU core (docs/benchmarks.md) put 17 %
+of it in ``_prelu_kernel_backward`` and over a quarter in the backward of the dilated depthwise
+convolutions, for work that is a few multiply-adds per sample:
+
+* PReLU with one shared slope: ATen's CPU backward computes the input and slope gradients in
+  one scalar (unvectorised) loop, ~5x the cost of the forward. :class:`_SharedPReLU` computes
+  the input gradient with the vectorised leaky-ReLU backward and the slope gradient as one
+  multiply-and-sum.
+* A depthwise convolution with a short kernel (``P = 3``) is ``P`` shifted, per-channel scaled
+  copies of the input. oneDNN's depthwise backward is slow for 1-D dilated kernels;
+  :class:`_DepthwiseConv1d` writes the forward and both gradients as ``P`` fused multiply-adds
+  on strided views (and the weight gradient as ``P`` multiply-and-sums).
+
+Both are exact up to float32 rounding (tests/models/test_conv_ops.py checks values and gradients
+against float64 references). They run on CPU float32 tensors outside autocast and
+``torch.compile``; everything else takes the stock ATen op, and ``SEPKIT_FAST_CONV_OPS=0``
+turns them off.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+
+def cpu_fast_path(*tensors: Tensor | None) -> bool:
+    """Whether a hand-written CPU float32 kernel may replace the stock op for these tensors."""
+    return (
+        all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors)
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _enabled() -> bool:
+    return os.environ.get("SEPKIT_FAST_CONV_OPS", "1") != "0"
+
+
+class _SharedPReLU(torch.autograd.Function):
+    """``max(0, x) + a * min(0, x)`` with one slope ``a``, and a vectorised backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, slope: Tensor) -> Tensor:
+        ctx.save_for_backward(x, slope)
+        return torch.prelu(x, slope)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        x, slope = ctx.saved_tensors
+        grad_x = grad_slope = None
+        if ctx.needs_input_grad[0]:
+            # A CPU tensor: reading the slope is no device sync.
+            grad_x = torch.ops.aten.leaky_relu_backward(grad, x, float(slope), False)
+        if ctx.needs_input_grad[1]:
+            grad_slope = torch.mul(grad, x.clamp(max=0)).sum().reshape(slope.shape)
+        return grad_x, grad_slope
+
+
+class PReLU(nn.PReLU):
+    """``nn.PReLU`` (same parameter, same state-dict key) with the fast CPU backward above."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.num_parameters == 1 and _enabled() and cpu_fast_path(x, self.weight):
+            out: Tensor = _SharedPReLU.apply(x, self.weight)
+            return out
+        return F.prelu(x, self.weight)
+
+
+class _DepthwiseConv1d(torch.autograd.Function):
+    """Depthwise conv of a padded ``[B, C, T + d (P - 1)]`` input with weights ``[C, 1, P]``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, padded: Tensor, weight: Tensor, bias: Tensor | None, dilation: int
+    ) -> Tensor:
+        taps = weight.shape[-1]
+        length = padded.shape[-1] - dilation * (taps - 1)
+        w = weight.reshape(-1, taps, 1)  # [C, P, 1]: each tap broadcasts over time
+        out = padded[..., :length] * w[:, 0]
+        for k in range(1, taps):
+            out.addcmul_(padded[..., k * dilation : k * dilation + length], w[:, k])
+        if bias is not None:
+            out += bias.unsqueeze(-1)
+        ctx.dilation = dilation
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(padded, weight)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        padded, weight = ctx.saved_tensors
+        d, taps = ctx.dilation, weight.shape[-1]
+        length = grad.shape[-1]
+        w = weight.reshape(-1, taps, 1)
+        grad_in = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_in = padded.new_zeros(padded.shape)
+            for k in range(taps):
+                grad_in[..., k * d : k * d + length].addcmul_(grad, w[:, k])
+        if ctx.needs_input_grad[1]:
+            sums = [
+                torch.mul(grad, padded[..., k * d : k * d + length]).sum((0, 2))
+                for k in range(taps)
+            ]
+            grad_w = torch.stack(sums, -1).reshape(weight.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2))
+        return grad_in, grad_w, grad_b, None
+
+
+class DepthwiseConv1d(nn.Conv1d):
+    """Dilated depthwise ``nn.Conv1d`` (``groups = channels``) that pads its own input.
+
+    Same parameters and state-dict keys as the ``nn.Conv1d`` it replaces; ``padding`` is
+    ``(left, right)`` so that causal (all left) and centred padding are one code path.
+    """
+
+    def __init__(self, channels: int, kernel: int, dilation: int, padding: tuple[int, int]) -> None:
+        super().__init__(channels, channels, kernel, dilation=dilation, groups=channels)
+        self.pad_lr = padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        padded = F.pad(x, self.pad_lr)
+        if x.dim() == 3 and _enabled() and cpu_fast_path(x, self.weight, self.bias):
+            out: Tensor = _DepthwiseConv1d.apply(padded, self.weight, self.bias, self.dilation[0])
+            return out
+        return F.conv1d(padded, self.weight, self.bias, dilation=self.dilation, groups=self.groups)
