@@ -29,14 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-
-def cpu_fast_path(*tensors: Tensor | None) -> bool:
-    """Whether a hand-written CPU float32 kernel may replace the stock op for these tensors."""
-    return (
-        all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors)
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-    )
+from sepkit.models.fast_path import cpu_fast_path
 
 
 def _enabled() -> bool:

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from sepkit.models.fast_path import cpu_fast_path
+
 Activation = Literal["relu", "gelu"]
 
 # Sequences up to this length attend with explicit matmul + softmax on the CPU (see above).
@@ -96,15 +98,7 @@ class _FusedCpuLinear(torch.autograd.Function):
 def linear(x: Tensor, layer: nn.Linear, relu: bool = False) -> Tensor:
     """``layer(x)`` (then ReLU when ``relu``), fused through oneDNN on CPU float32."""
     weight, bias = layer.weight, layer.bias
-    if (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
-        and x.dim() >= 2
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-        and _onednn_ok()
-    ):
+    if x.dim() >= 2 and cpu_fast_path(x, weight) and _onednn_ok():
         out: Tensor = _FusedCpuLinear.apply(x, weight, bias, relu)
         return out
     out = F.linear(x, weight, bias)

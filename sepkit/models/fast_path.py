@@ -1,0 +1,20 @@
+"""When a model may swap a stock ATen op for one of sepkit's hand-written CPU kernels.
+
+One predicate for all of them (``transformer.linear``, ``conv_ops``): the kernels are written
+and checked for CPU float32 only, autocast must keep choosing the op's dtype, and
+``torch.compile`` must see the stock op it knows how to fuse.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def cpu_fast_path(*tensors: Tensor | None) -> bool:
+    """Whether a hand-written CPU float32 kernel may replace the stock op for these tensors."""
+    return (
+        all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors)
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+    )
