@@ -24,7 +24,8 @@ class TrainConfig:
     # --- PIT ---
     pit_method: Literal["auto", "exhaustive", "hungarian"] = "auto"
     # validate, test and separate with an exponential moving average of the weights (e.g.
-    # 0.999: about the last 1000 updates); None = the weights as trained (sepkit/training/ema.py)
+    # 0.999: about the last 1000 updates, once past the warm-up: until update ~9000 the average
+    # spans the last ~1/9 of the updates); None = the weights as trained (sepkit/training/ema.py)
     ema_decay: float | None = None
     # --- how long ---
     epochs: int = 10

@@ -33,7 +33,11 @@ class WeightEMA:
 
     def current_decay(self) -> float:
         """The decay of the next update: small at first, so the average starts from the weights
-        being trained rather than from their initialisation."""
+        being trained rather than from their initialisation.
+
+        ``(1 + t) / (10 + t)`` reaches ``decay`` only after ``(10 * decay - 1) / (1 - decay)``
+        updates (8990 for 0.999); until then the average spans about the last ``t / 9`` updates,
+        a fixed share of the run, which is what a budget-bound run such as the demo gets."""
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
