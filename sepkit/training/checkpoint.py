@@ -41,6 +41,7 @@ from sepkit.utils.io import (
     atomic_open,
     atomic_write_text,
     atomic_write_with,
+    disk_fix_hint,
     fsync_dir,
     os_error_in,
     remove_stale_temp_files,
@@ -149,7 +150,8 @@ class CheckpointManager:
             with atomic_open(path, "wb") as handle:
                 torch.save(payload, handle)
         except Exception as err:
-            _raise_write_failed(err, path, self._not_written(path))
+            cause = os_error_in(err)
+            _raise_write_failed(err, path, self._not_written(path, cause.errno if cause else None))
         try:
             losses = self._read_index()
             losses[path.name] = valid_loss
@@ -165,7 +167,7 @@ class CheckpointManager:
             _raise_write_failed(err, self._index_path(), detail)
         return path
 
-    def _not_written(self, path: Path) -> str:
+    def _not_written(self, path: Path, errno: int | None) -> str:
         previous = [c for c in self.list() if c.path != path]
         if not previous:
             return (
@@ -174,7 +176,7 @@ class CheckpointManager:
             )
         return (
             f"checkpoint not written; the last good one, {previous[-1].path.name} (step "
-            f"{previous[-1].step}), is intact: free space or make {self.directory} writable, "
+            f"{previous[-1].step}), is intact: {disk_fix_hint(errno, self.directory)}, "
             "then re-run the same command to resume from it"
         )
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sepkit.utils.io import WriteError, atomic_write_text
+from sepkit.utils.io import WriteError, atomic_write_text, disk_fix_hint
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ class CsvLog:
                 writer.writerows(self.buffer)
         except OSError as err:
             detail = (
-                f": cannot append to {self.path.name}; free space (or make the run directory "
-                "writable) and re-run the same command to resume from the last checkpoint"
+                f": cannot append to {self.path.name}; {disk_fix_hint(err.errno, self.path.parent)}"
+                ", then re-run the same command to resume from the last checkpoint"
             )
             raise WriteError(err.errno, f"{err.strerror or err}{detail}", str(self.path)) from err
         self.buffer.clear()

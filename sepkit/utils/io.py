@@ -65,6 +65,21 @@ def as_write_error(err: BaseException, path: Path, what: str = "") -> BaseExcept
     return WriteError(cause.errno, f"{what}{reason}", str(path))
 
 
+def disk_fix_hint(errno: int | None, directory: Path) -> str:
+    """What to do about a failed write in ``directory``, from the errno that stopped it.
+
+    Why per errno: "free space" is the wrong advice when the directory was deleted while the run
+    was going, and "make it writable" when the disk is full.
+    """
+    if errno == errno_codes.ENOENT:
+        return f"{directory} no longer exists (deleted or moved during the run?)"
+    if errno in (errno_codes.ENOSPC, errno_codes.EDQUOT, errno_codes.EFBIG):
+        return f"free space for {directory}"
+    if errno in (errno_codes.EACCES, errno_codes.EPERM, errno_codes.EROFS):
+        return f"make {directory} writable"
+    return f"free space or make {directory} writable"
+
+
 def fsync_dir(directory: Path) -> None:
     """Persist a rename or a new entry in ``directory`` (no-op where directories cannot be opened)."""
     try:

@@ -6,6 +6,7 @@ import csv
 import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,52 @@ def test_write_error_names_the_target_and_the_root_cause(tmp_path: Path) -> None
     assert caught.value.filename == str(target)
     assert "No space left on device" in str(caught.value)
     assert list(tmp_path.iterdir()) == []  # the temporary file is gone too
+
+
+def test_metrics_append_into_a_deleted_run_directory_says_so(tmp_path: Path) -> None:
+    """A run directory removed under a live run: the advice is not "free space"."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    log = CsvLog(run_dir / "metrics.csv", ("step", "loss"))
+    log.append({"step": 1, "loss": 0.5})
+    log.flush()
+    shutil.rmtree(run_dir)
+    log.append({"step": 2, "loss": 0.4})
+    with pytest.raises(WriteError) as caught:
+        log.flush()
+    message = str(caught.value)
+    assert caught.value.errno == errno.ENOENT
+    assert "metrics.csv" in message and f"{run_dir} no longer exists" in message
+    assert "free space" not in message
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (errno.ENOSPC, "free space for"),
+        (errno.EROFS, "writable"),
+        (errno.ENOENT, "no longer exists"),
+        (errno.EIO, "free space or make"),
+    ],
+)
+def test_checkpoint_write_failure_advice_follows_the_errno(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, advice: str
+) -> None:
+    """The last good checkpoint is named, and the fix offered fits the cause."""
+    manager = CheckpointManager(tmp_path / "checkpoints")
+    manager.save({"model_state": {"w": torch.zeros(2)}}, step=3, valid_loss=-1.0)
+
+    def failing_save(*_args: object, **_kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(WriteError) as caught:
+        manager.save({"model_state": {"w": torch.ones(2)}}, step=6, valid_loss=-2.0)
+    message = str(caught.value)
+    assert "ckpt-000000003.pt (step 3), is intact" in message
+    assert advice in message
+    intact = torch.load(tmp_path / "checkpoints" / "ckpt-000000003.pt", weights_only=False)
+    assert intact["valid_loss"] == -1.0
 
 
 def test_resume_repairs_what_a_kill_leaves(tmp_path: Path) -> None:
