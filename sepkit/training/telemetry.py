@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import logging
 import threading
@@ -66,10 +67,13 @@ class CsvLog:
                     writer.writeheader()
                 writer.writerows(self.buffer)
         except OSError as err:
-            detail = (
-                f": cannot append to {self.path.name}; {disk_fix_hint(err.errno, self.path.parent)}"
-                ", then re-run the same command to resume from the last checkpoint"
+            resume = (
+                "; re-running the same command resumes from the newest checkpoint left, if any"
+                if err.errno == errno.ENOENT  # the checkpoints may have gone with the directory
+                else ", then re-run the same command to resume from the last checkpoint"
             )
+            hint = disk_fix_hint(err.errno, self.path.parent)
+            detail = f": cannot append to {self.path.name}; {hint}{resume}"
             raise WriteError(err.errno, f"{err.strerror or err}{detail}", str(self.path)) from err
         self.buffer.clear()
 

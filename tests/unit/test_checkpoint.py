@@ -153,6 +153,7 @@ def test_metrics_append_into_a_deleted_run_directory_says_so(tmp_path: Path) -> 
     assert caught.value.errno == errno.ENOENT
     assert "metrics.csv" in message and f"{run_dir} no longer exists" in message
     assert "free space" not in message
+    assert "resumes from the newest checkpoint left" in message
 
 
 @pytest.mark.parametrize(
