@@ -161,14 +161,14 @@ def test_metrics_append_into_a_deleted_run_directory_says_so(tmp_path: Path) -> 
     [
         (errno.ENOSPC, "free space for"),
         (errno.EROFS, "writable"),
-        (errno.ENOENT, "no longer exists"),
         (errno.EIO, "free space or make"),
     ],
 )
 def test_checkpoint_write_failure_advice_follows_the_errno(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, advice: str
 ) -> None:
-    """The last good checkpoint is named, and the fix offered fits the cause."""
+    """The last good checkpoint is named, and the fix offered fits the cause. (No ENOENT case:
+    save() re-creates a deleted directory, and then no earlier checkpoint is left to name.)"""
     manager = CheckpointManager(tmp_path / "checkpoints")
     manager.save({"model_state": {"w": torch.zeros(2)}}, step=3, valid_loss=-1.0)
 
