@@ -166,6 +166,11 @@ def _filtered_examples(run_dir: Path) -> int:
         return sum(int(float(row.get("filtered") or 0)) for row in csv.DictReader(handle))
 
 
+def _shifts_note(test: dict[str, Any]) -> str:
+    shifts = int(test.get("test_shifts") or 1)
+    return f"; mean of {shifts} shifted passes, train.test_shifts" if shifts > 1 else ""
+
+
 def format_summary(
     summary: dict[str, Any], test: dict[str, Any], run_dir: Path, report: Path
 ) -> str:
@@ -181,7 +186,8 @@ def format_summary(
         "",
         "sepkit demo — summary",
         f"  test SI-SNRi   mean {stat('si_snr_i', 'mean')}, median {stat('si_snr_i', 'median')}"
-        f"  ({test.get('num_utterances', 0)} utterances, speakers unseen in training)",
+        f"  ({test.get('num_utterances', 0)} utterances, speakers unseen in training"
+        f"{_shifts_note(test)})",
         f"  test SDRi      mean {stat('sdr_i', 'mean')}",
         f"  training       {summary['steps']} steps ({summary['updates']} updates) in "
         f"{summary['train_seconds'] / 60:.1f} min, stopped by {summary['stop_reason']}",

@@ -45,6 +45,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from sepkit.evaluation.shift_ensemble import ShiftEnsemble
 from sepkit.losses import best_permutation, pairwise_si_snr
 from sepkit.models.io import ModelFileError, load_state_checked, read_payload
 from sepkit.models.registry import build_model
@@ -477,12 +478,21 @@ def _sample_rate_of(payload: dict[str, Any], ckpt: Path) -> int:
 
 def load_for_inference(source: str | Path) -> tuple[nn.Module, int, Path]:
     """``(model in eval mode, model sample rate, checkpoint path)`` from a run dir or file."""
+    model, rate, ckpt, _ = _load(source)
+    return model, rate, ckpt
+
+
+def _load(source: str | Path) -> tuple[nn.Module, int, Path, int]:
+    """:func:`load_for_inference` plus the run's ``train.test_shifts`` (1 if not recorded)."""
     ckpt = resolve_checkpoint(source)
     payload = read_payload(ckpt)  # read once: checkpoints can be large
     model = build_model(payload["model_spec"])
     load_state_checked(model, payload["model_state"], ckpt)
     model.eval()
-    return model, _sample_rate_of(payload, ckpt), ckpt
+    config = payload.get("config")
+    train = config.get("train") if isinstance(config, dict) else None
+    shifts = train.get("test_shifts") if isinstance(train, dict) else None
+    return model, _sample_rate_of(payload, ckpt), ckpt, int(shifts or 1)
 
 
 def _pick_device(device: str) -> torch.device:
@@ -502,18 +512,25 @@ class Separator:
         chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
         overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
         device: str | torch.device = "cpu",
+        shifts: int = 1,
     ) -> None:
         self.device = _pick_device(device) if isinstance(device, str) else device
-        self.model = model.to(self.device).eval()
+        model = model.to(self.device).eval()
+        # shifts > 1: average over sub-frame delays of the input (evaluation/shift_ensemble.py)
+        self.model = ShiftEnsemble(model, shifts) if shifts > 1 else model
         self.sample_rate = int(sample_rate)
         self.chunk_seconds = chunk_seconds
         self.overlap_seconds = overlap_seconds
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, **kwargs: Any) -> Separator:
-        """Load from a run directory, a training checkpoint or a model file."""
-        model, rate, _ = load_for_inference(source)
-        return cls(model, rate, **kwargs)
+    def from_pretrained(
+        cls, source: str | Path, *, shifts: int | None = None, **kwargs: Any
+    ) -> Separator:
+        """Load from a run directory, a training checkpoint or a model file. ``shifts=None``
+        uses the run's ``train.test_shifts``, so separating a file matches the run's test
+        results."""
+        model, rate, _, run_shifts = _load(source)
+        return cls(model, rate, shifts=run_shifts if shifts is None else shifts, **kwargs)
 
     def separate(self, waveform: Tensor | np.ndarray, sr: int | None = None) -> Tensor:
         """``waveform [T]`` or ``[channels, T]`` at ``sr`` (default: the model's rate) ->
@@ -562,6 +579,13 @@ def add_separate_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_OVERLAP_SECONDS,
         help="overlap between chunks (default %(default)s)",
     )
+    parser.add_argument(
+        "--shifts",
+        type=int,
+        default=None,
+        help="average the estimate over this many sub-frame shifts of the input (slower, "
+        "better); default: the run's train.test_shifts, 1 if it has none",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
 
@@ -572,12 +596,13 @@ def run_separate(args: argparse.Namespace) -> int:
     :func:`sepkit.cli.main` turns each into one ``sepkit: error:`` line and the exit status every
     other subcommand uses, so scripts need not special-case ``separate``.
     """
-    _check_options(args.chunk_seconds, args.overlap_seconds)
+    _check_options(args.chunk_seconds, args.overlap_seconds, args.shifts)
     separator = Separator.from_pretrained(
         args.run_dir or args.checkpoint,
         chunk_seconds=args.chunk_seconds,
         overlap_seconds=args.overlap_seconds,
         device=args.device,
+        shifts=args.shifts,
     )
     for written in separator.separate_files(args.inputs, args.out):
         for path in written:
@@ -585,8 +610,10 @@ def run_separate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_options(chunk_seconds: float, overlap_seconds: float) -> None:
+def _check_options(chunk_seconds: float, overlap_seconds: float, shifts: int | None) -> None:
     """Option values, checked before the model is loaded; the error names the option."""
+    if shifts is not None and shifts < 1:
+        raise InputError(f"--shifts {shifts}: must be >= 1 (1 = a single pass)")
     if not chunk_seconds >= 0 or math.isinf(chunk_seconds):  # also catches NaN
         raise InputError(
             f"--chunk-seconds {chunk_seconds}: must be a length in seconds, or 0 for the whole "

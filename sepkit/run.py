@@ -61,6 +61,7 @@ RESUMABLE_CHANGES = {
     "train.save_audio",
     "train.n_audio_to_save",
     "train.average_best",  # which weights are tested; averaged.pt is rebuilt on resume
+    "train.test_shifts",  # how the test pass runs the model, not what training computes
     "data.num_workers",
     "data.root",
     "threads",

@@ -8,6 +8,8 @@ of workers, and again after a mid-epoch resume (the sampler replays the same ind
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sepkit.data.audio import change_speed
@@ -28,8 +30,22 @@ def crop_window(rng: np.random.Generator, length: int, target: int) -> tuple[int
     return start, start + target
 
 
+#: Speed factors are drawn on this grid. soxr resamples a ratio of small integers (k/100) much
+#: faster than an arbitrary one: 0.31 against 0.85 ms for a 1 s source at 8 kHz, a third of the
+#: demo's batch-making time; 31 speeds in 0.85-1.15 are as many as augmentation needs.
+SPEED_STEP = 0.01
+
+
 def speed_factor(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(rng.uniform(low, high)) if high > low else float(low)
+    """A speed factor in ``[low, high]``: uniform over the :data:`SPEED_STEP` grid points in the
+    range, or over the range itself when it holds none."""
+    if high <= low:
+        return float(low)
+    first = math.ceil(low / SPEED_STEP - 1e-9)
+    last = math.floor(high / SPEED_STEP + 1e-9)
+    if last < first:
+        return float(rng.uniform(low, high))
+    return round(int(rng.integers(first, last + 1)) * SPEED_STEP, 6)
 
 
 def perturb_speed(tracks: np.ndarray, factor: float, rate: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from sepkit.data.audio import active_rms, change_speed
+from sepkit.data.augment import speed_factor
 from sepkit.data.corpus import Record
 from sepkit.data.errors import DataError
 
@@ -81,8 +82,7 @@ class DynamicMixer:
     ) -> np.ndarray:
         factor = 1.0
         if self.speed_range is not None:
-            lo, hi = self.speed_range
-            factor = float(rng.uniform(lo, hi)) if hi > lo else lo
+            factor = speed_factor(rng, *self.speed_range)
         if target is None:
             x = _read(path)
         else:

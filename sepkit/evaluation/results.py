@@ -78,13 +78,17 @@ def results_csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) 
 
 
 def write_results(
-    run_dir: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
+    run_dir: Path,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
-    """Atomically write ``run_dir/test_results.csv`` and ``run_dir/test_summary.json``."""
+    """Atomically write ``run_dir/test_results.csv`` and ``run_dir/test_summary.json`` (the
+    summary with ``extra`` added: how the estimates were made, e.g. ``test_shifts``)."""
     run_dir = Path(run_dir)
     csv_path, json_path = run_dir / RESULTS_CSV, run_dir / SUMMARY_JSON
     atomic_write_text(csv_path, results_csv_text(rows, columns))
-    summary = summarize(rows, columns)
+    summary = {**summarize(rows, columns), **(extra or {})}
     atomic_write_text(json_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return csv_path, json_path
 

@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sepkit.data.batch import Batch
+from sepkit.evaluation.shift_ensemble import ShiftEnsemble
 from sepkit.losses import apply_permutation, defined_examples, pit_si_snr
 from sepkit.training import runtime
 from sepkit.training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
@@ -284,6 +285,8 @@ class Trainer:
         validation and test pass) calls it directly, and built an unused autograd graph per batch.
         """
         module = self.eval_module
+        if stage == "test" and self.config.test_shifts > 1:
+            module = ShiftEnsemble(module, self.config.test_shifts)
         with runtime.eval_mode(module):
             batch = batch.to(self.device)
             with runtime.autocast(self.device, self.config.precision):
@@ -357,10 +360,11 @@ class Trainer:
             rows = list(seen.values())
         rows.sort(key=lambda row: str(row["id"]))
         columns = result_columns(self.test_metrics)
+        extra = {"test_shifts": self.config.test_shifts}
         if self.is_main and self.run_dir is not None:
-            write_results(self.run_dir, rows, columns)
+            write_results(self.run_dir, rows, columns, extra)
         self.test_rows = rows
-        return summarize(rows, columns)
+        return {**summarize(rows, columns), **extra}
 
     # ================================================================ the loop ==================
     def fit(

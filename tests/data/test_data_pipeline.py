@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sepkit.data import DataConfig, build_dataset, collate
+from sepkit.data.augment import speed_factor
 from sepkit.data.dataset import SeparationDataset
 from sepkit.data.sampler import ResumableSampler
 
@@ -51,6 +52,18 @@ def test_speed_perturbation(demo_corpus: Path, tmp_path: Path) -> None:
     torch.testing.assert_close(ex.mix, ex.sources.sum(0), atol=2e-3, rtol=0)
     cropped = _train(demo_corpus, tmp_path, speed_perturb=True)
     assert all(cropped[i].mix.shape[0] <= 8000 for i in range(4))
+
+
+def test_speed_factors_are_uniform_on_the_grid() -> None:
+    """Factors on the 0.01 grid (soxr's fast path for k/100 ratios), every grid point of the range
+    about equally often; a range between two grid points falls back to a continuous draw."""
+    rng = np.random.default_rng(0)
+    draws = [speed_factor(rng, 0.85, 1.15) for _ in range(31_000)]
+    values, counts = np.unique(draws, return_counts=True)
+    np.testing.assert_allclose(values, np.round(np.arange(85, 116) * 0.01, 6))
+    assert counts.min() > 850 and counts.max() < 1150  # 1000 each expected, endpoints included
+    assert 0.951 <= speed_factor(rng, 0.951, 0.952) <= 0.952
+    assert speed_factor(rng, 1.1, 1.1) == 1.1
 
 
 def test_dynamic_mixing_reproducible_and_new_each_epoch(demo_corpus: Path, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import torch
 from scipy.signal import firwin, lfilter
 from torch import Tensor, nn
 
+from sepkit.evaluation.shift_ensemble import ShiftEnsemble
 from sepkit.inference import (
     InputError,
     Separator,
@@ -262,6 +263,18 @@ def test_from_pretrained_run_dir_checkpoint_and_model_file(tmp_path: Path) -> No
         direct = model.eval()(x[None])[0]
     torch.testing.assert_close(sep.separate(x), direct, atol=1e-5, rtol=1e-4)  # < one chunk
 
+    # The run's train.test_shifts carries over to separation; an explicit value wins.
+    torch.save(
+        {**payload, "config": {"data": {"sample_rate": 16000}, "train": {"test_shifts": 4}}},
+        run / "checkpoints" / "ckpt-000000011.pt",
+    )
+    shifted = Separator.from_pretrained(run)
+    assert isinstance(shifted.model, ShiftEnsemble) and shifted.model.offsets == [0, 4, 8, 12]
+    assert not isinstance(Separator.from_pretrained(run, shifts=1).model, ShiftEnsemble)
+    assert not isinstance(sep.model, ShiftEnsemble)  # no test_shifts recorded: one pass
+    out4 = shifted.separate(x, 16000)
+    assert out4.shape == (2, 16000) and not torch.allclose(out4, out, atol=1e-4)
+
     save_model(run / "checkpoints" / "best.pt", model, extra={"sample_rate": 12000})
     assert resolve_checkpoint(run).name == "best.pt"
     assert Separator.from_pretrained(run).sample_rate == 12000
@@ -284,7 +297,7 @@ def test_cli_separate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     parser = argparse.ArgumentParser()
     add_separate_arguments(parser)
     args = parser.parse_args(
-        ["--checkpoint", str(model_file), str(wav), "--out", str(tmp_path / "o")]
+        ["--checkpoint", str(model_file), str(wav), "--out", str(tmp_path / "o"), "--shifts", "2"]
     )
     assert run_separate(args) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["talk_s1.wav", "talk_s2.wav"]
@@ -325,6 +338,7 @@ def test_nan_input_is_named_with_its_position(tmp_path: Path, chunk_seconds: flo
     [
         (["--overlap-seconds", "5"], "--overlap-seconds 5.0: must be between 0 and half"),
         (["--chunk-seconds", "-1"], "--chunk-seconds -1.0: must be a length"),
+        (["--shifts", "0"], "--shifts 0: must be >= 1"),
     ],
 )
 def test_bad_separate_options_are_one_error_naming_the_option(

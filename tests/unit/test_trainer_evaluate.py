@@ -96,3 +96,18 @@ def test_evaluate_averages_over_the_examples_that_count(tmp_path: Path) -> None:
     assert math.isnan(losses[2])
     counted = [v for v in losses if not math.isnan(v)]
     assert t.evaluate(data) == pytest.approx(sum(counted) / len(counted), rel=1e-6)
+
+
+def test_test_shifts_apply_to_the_test_stage_only(tmp_path: Path) -> None:
+    """train.test_shifts averages the test estimates over delayed passes; validation, which runs
+    every epoch inside the training budget, stays one pass."""
+    data = batches(2)
+    one, four = trainer(tmp_path / "one"), trainer(tmp_path / "four", test_shifts=4)
+    assert one.evaluate(data) == four.evaluate(data)  # same weights, same single-pass validation
+    single, shifted = one.test(data), four.test(data)
+    assert single["test_shifts"] == 1 and shifted["test_shifts"] == 4
+    on_disk = json.loads((tmp_path / "four" / "test_summary.json").read_text())
+    assert on_disk["test_shifts"] == 4
+    mean = shifted["metrics"]["si_snr"]["mean"]
+    assert on_disk["metrics"]["si_snr"]["mean"] == pytest.approx(mean)
+    assert mean != pytest.approx(single["metrics"]["si_snr"]["mean"], abs=1e-4)
