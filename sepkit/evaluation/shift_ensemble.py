@@ -9,9 +9,8 @@ the inference cost and no training cost.
 
 The estimates of different shifts may list the speakers in a different order, so each one is
 put in the order of the running sum (permutation by SI-SNR, as PIT) and given its sign before
-it is added. The
-wrapper knows nothing of a specific model: the hop comes from an ``encoder.stride`` attribute
-when the model has one (all of sepkit's masking separators do).
+it is added. The wrapper knows nothing of a specific model: the hop comes from an
+``encoder.stride`` attribute when the model has one (all of sepkit's masking separators do).
 """
 
 from __future__ import annotations
