@@ -412,12 +412,13 @@ def _summary_html(summary: dict[str, Any] | None) -> str:
         body += f"<tr><td>{_esc(name)}</td>{cells}</tr>"
     worst = summary.get("worst") or []
     key = summary.get("worst_by") or "si_snr_i"
-    shifts = ""
-    if int(summary.get("test_shifts") or 1) > 1:
-        shifts = (
-            f" Each estimate is the mean of {int(summary['test_shifts'])} passes over the mixture"
-            " delayed by a fraction of the encoder hop (<code>train.test_shifts</code>)."
-        )
+    passes = int(summary.get("test_shifts") or 1)
+    shifts = (
+        f" Each estimate is the mean of {passes} passes over the mixture delayed by a fraction"
+        " of the encoder hop (<code>train.test_shifts</code>)."
+        if passes > 1
+        else ""
+    )
     worst_html = ", ".join(f"<code>{_esc(w['id'])}</code> ({_fmt(w.get(key))} dB)" for w in worst)
     return (
         f"<p>{_esc(summary.get('num_utterances', '?'))} test utterances.{shifts}</p>"

@@ -27,6 +27,7 @@ class DataConfig:
     # New mixtures every epoch from the single-speaker sources (train split only).
     dynamic_mixing: bool = False
     speed_perturb: bool = False
+    # speed factors are drawn on a 0.01 grid inside the range (soxr's fast path, data/augment.py)
     speed_perturb_range: tuple[float, float] = (0.95, 1.05)
     # What a bad file (missing, corrupt, NaN, wrong rate, silent source...) does at start-up.
     on_bad_example: Literal["error", "skip"] = "error"
