@@ -17,6 +17,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -41,9 +42,9 @@ def child(side: str, preset: str, batch: int, seconds: float) -> None:
 
     torch.manual_seed(0)
     data = make_batch(batch, seconds)
-    with tempfile.TemporaryDirectory(prefix="sepkit-mem-") as run_dir:
+    with tempfile.TemporaryDirectory(prefix="sepkit-mem-") as run_dir, ExitStack() as closing:
         if side == "sepkit":
-            trainer = sepkit_trainer(sepkit_model(preset), run_dir)
+            trainer = closing.enter_context(sepkit_trainer(sepkit_model(preset), run_dir))
 
             def step() -> object:
                 return trainer.fit_batch(data)

@@ -38,8 +38,10 @@ def measure(preset: str, size: int, seconds: float, repeats: int, quick: bool) -
     brain = speechbrain_brain(mods)
     batch = make_batch(size, seconds)
     sb_batch = speechbrain_batch(batch.mix, batch.sources)
-    with tempfile.TemporaryDirectory(prefix="sepkit-bench-") as run_dir:
-        trainer = sepkit_trainer(model, run_dir)
+    with (
+        tempfile.TemporaryDirectory(prefix="sepkit-bench-") as run_dir,
+        sepkit_trainer(model, run_dir) as trainer,
+    ):
         first = trainer.fit_batch(batch), speechbrain_train_step(brain, sb_batch)
         if abs(first[0] - first[1]) > 1e-3 * max(1.0, abs(first[1])):
             raise SystemExit(f"first-step losses differ: sepkit {first[0]}, SB {first[1]}")

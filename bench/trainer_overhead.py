@@ -54,14 +54,16 @@ def main() -> None:
         bare_opt.zero_grad(set_to_none=True)
         return loss.item()
 
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(
+    with (
+        tempfile.TemporaryDirectory() as run_dir,
+        Trainer(
             model,
             torch.optim.Adam(model.parameters(), lr=1e-4),
             TrainConfig(progress_bar=False, log_every=50),
             run_dir=run_dir,
             device="cpu",
-        )
+        ) as trainer,
+    ):
         medians = interleaved_medians(
             {"bare": bare_step, "sepkit": lambda: trainer.fit_batch(batch)},
             repeats,

@@ -269,9 +269,8 @@ def _train_owned(cfg: RunConfig, run_dir: Path, *, test_after: bool) -> dict[str
     model = build_model_for_run(cfg)
     train_loader = build_loader(cfg, "train", train=True, report_dir=run_dir)
     valid_loader = build_loader(cfg, "valid", train=False, report_dir=run_dir)
-    trainer = make_trainer(cfg, run_dir, model)
-    summary = trainer.fit(train_loader, valid_loader)
-    trainer.telemetry.close()
+    with make_trainer(cfg, run_dir, model) as trainer:
+        summary = trainer.fit(train_loader, valid_loader)
     if main:
         log.info(
             "training stopped (%s) after %d steps, %d updates; %d skipped: %s",
@@ -351,9 +350,9 @@ def evaluate(
     state = read_payload(checkpoint)
     model = build_model(state["model_spec"] or cfg.model)
     load_state_checked(model, state["model_state"], checkpoint)
-    trainer = make_trainer(cfg, run_dir, model)
     loader = build_loader(cfg, split, train=False, report_dir=run_dir)
     sources = state.get("averaged_from")
     what = f" (mean of {', '.join(sources)})" if sources else ""
     log.info("evaluating %s%s on the %s split", checkpoint.name, what, split)
-    return trainer.test(loader, metrics)
+    with make_trainer(cfg, run_dir, model) as trainer:
+        return trainer.test(loader, metrics)

@@ -548,6 +548,28 @@ class Trainer:
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
 
+    def close(self) -> None:
+        """Flush ``metrics.csv`` and close TensorBoard's writer (its thread and open event file).
+
+        ``fit`` leaves them open, so that a caller can go on stepping or validating. A caller that
+        drives ``fit_batch`` itself calls this (or uses the trainer in a ``with`` block) before the
+        run directory is moved or deleted: the writer's thread may otherwise still be writing
+        into it. Logging to CSV goes on if the trainer is used again; TensorBoard stays closed.
+        """
+        self.telemetry.close()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # an error is on its way out: it, not a failed flush, is what the user must see
+            self.close()
+        except Exception as err:
+            log.warning("could not flush the run's logs while stopping on an error: %s", err)
+
     @property
     def eval_module(self) -> nn.Module:
         """What validation and test run, and what checkpoints hand to evaluation and inference:
