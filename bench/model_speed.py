@@ -3,9 +3,10 @@
     .venv/bin/python bench/model_speed.py [--threads N] [--quick] [--preset small]
 
 Both models get the same weights (SpeechBrain's, imported into sepkit), so the comparison also
-checks that the outputs agree. Timings alternate sepkit / SpeechBrain step by step and report
-medians, so background load hits both sides alike; only the ratio is meaningful on a shared
-machine. Peak RSS is measured in a fresh child process per side (``resource.getrusage``), each
+checks that the outputs agree. Timings alternate sepkit / SpeechBrain step by step (the order
+flips every round) and report medians, so background load hits both sides alike; only the ratio
+is meaningful on a shared machine. The ``pair IQR`` column is the interquartile range of the
+per-round ratios: how far one round's ratio moves on this machine. Peak RSS is measured in a fresh child process per side (``resource.getrusage``), each
 importing the same modules, running the same steps.
 """
 
@@ -105,7 +106,8 @@ def main() -> int:
         f"SepFormer '{args.preset}', forward+backward, {SECONDS:g} s at {SAMPLE_RATE} Hz, "
         f"{args.threads} thread(s), median of {reps} alternating steps"
     )
-    header = f"{'batch':>5} {'sepkit ms':>10} {'SB ms':>9} {'ratio':>6} {'max|diff|':>10}"
+    header = f"{'batch':>5} {'sepkit ms':>10} {'SB ms':>9} {'ratio':>6} {'pair IQR':>10}"
+    header += f" {'max|diff|':>10}"
     header += f" {'sepkit peak RSS MiB':>20} {'SB peak RSS MiB':>16}"
     print(header)
     for batch in (int(b) for b in args.batches.split(",")):
@@ -118,17 +120,19 @@ def main() -> int:
         for side in ("sepkit", "speechbrain"):  # warm-up
             step(side, mods, model, mix)
         zero_grads(mods, model)
-        for _ in range(reps):
-            for side in ("sepkit", "speechbrain"):
+        for rep in range(reps):
+            for side in ("sepkit", "speechbrain")[:: 1 if rep % 2 else -1]:
                 times[side].append(step(side, mods, model, mix))
                 zero_grads(mods, model)
         ours = statistics.median(times["sepkit"])
         theirs = statistics.median(times["speechbrain"])
+        pairs = sorted(a / b for a, b in zip(times["sepkit"], times["speechbrain"], strict=True))
+        spread = f"{pairs[len(pairs) // 4]:.2f}-{pairs[(3 * len(pairs)) // 4]:.2f}"
         rss = {s: peak_rss(s, args.preset, batch, args.threads) for s in times}
         mib = {s: f"{r['peak_kib'] / 1024:.0f} (+{(r['peak_kib'] - r['base_kib']) / 1024:.0f})"
                for s, r in rss.items()}  # fmt: skip
         print(f"{batch:>5} {ours * 1e3:>10.1f} {theirs * 1e3:>9.1f} {ours / theirs:>6.2f} "
-              f"{diff:>10.1e} {mib['sepkit']:>20} {mib['speechbrain']:>16}")  # fmt: skip
+              f"{spread:>10} {diff:>10.1e} {mib['sepkit']:>20} {mib['speechbrain']:>16}")  # fmt: skip
     print("peak RSS: whole process (increase over the state before the first step)")
     return 0
 
