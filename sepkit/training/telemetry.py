@@ -114,39 +114,51 @@ class TensorBoardLog:
     traceback and the next call in the main thread re-raises its error, without a file name. Here
     the first failure turns TensorBoard off with one warning. ``metrics.csv``, on the same disk, is
     the log that matters: its next write fails with an error naming it, and the run stops.
+
+    The writer (its thread and its event file) is created with the first scalar, so a trainer
+    that only evaluates leaves no empty event file in the run directory.
     """
 
     def __init__(self, folder: Path) -> None:
         from torch.utils.tensorboard import SummaryWriter  # ImportError: not installed
 
         self.folder = folder
-        self.writer: Any = SummaryWriter(str(folder))
+        self._new_writer: Callable[[], Any] = lambda: SummaryWriter(str(folder))
+        self.writer: Any = None
+        self.closed = False  # by close() or by a failure: stays off
         _quiet_tensorboard_thread_errors()
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         def write() -> None:
+            if self.writer is None:
+                self.writer = self._new_writer()
             for tag, value in values.items():
                 self.writer.add_scalar(tag, value, step)
 
         self._call(write)
 
     def flush(self) -> None:
-        self._call(lambda: self.writer.flush())
+        if self.writer is not None:
+            self._call(lambda: self.writer.flush())
 
     def close(self) -> None:
-        self._call(lambda: self.writer.close())
+        if self.writer is not None:
+            self._call(lambda: self.writer.close())
         self.writer = None
+        self.closed = True
 
     def _call(self, action: Callable[[], None]) -> None:
-        if self.writer is None:
+        if self.closed:
             return
         try:
             action()
         except Exception as err:
             log.warning("TensorBoard logging in %s stopped: %s", self.folder, err)
             writer, self.writer = self.writer, None
-            with contextlib.suppress(Exception):
-                writer.close()
+            self.closed = True
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
 
 
 def _quiet_tensorboard_thread_errors() -> None:

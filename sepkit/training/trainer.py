@@ -561,14 +561,17 @@ class Trainer:
     def __enter__(self) -> Trainer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if exc_type is None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, *rest: object
+    ) -> None:
+        if error is None:
             self.close()
             return
         try:  # an error is on its way out: it, not a failed flush, is what the user must see
             self.close()
         except Exception as err:
-            log.warning("could not flush the run's logs while stopping on an error: %s", err)
+            if str(err) != str(error):  # not the same full disk said twice
+                log.warning("could not flush the run's logs while stopping on an error: %s", err)
 
     @property
     def eval_module(self) -> nn.Module:

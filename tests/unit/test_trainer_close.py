@@ -88,3 +88,12 @@ def test_the_error_that_ends_the_block_is_the_one_raised(
         shutil.rmtree(run_dir)
         raise RuntimeError("the real problem")
     assert "metrics.csv" in caplog.text
+
+
+def test_a_trainer_that_only_tests_leaves_no_tensorboard_file(tmp_path: Path) -> None:
+    """`sepkit evaluate` builds a trainer on a finished run: it must not add empty event files
+    beside the training's."""
+    with make_trainer(tmp_path) as trainer:
+        trainer.test([batch(0), batch(1)])
+    assert (tmp_path / "test_results.csv").is_file()
+    assert not list(tmp_path.glob("tensorboard/events.*"))
