@@ -6,8 +6,9 @@ Both models get the same weights (SpeechBrain's, imported into sepkit), so the c
 checks that the outputs agree. Timings alternate sepkit / SpeechBrain step by step (the order
 flips every round) and report medians, so background load hits both sides alike; only the ratio
 is meaningful on a shared machine. The ``pair IQR`` column is the interquartile range of the
-per-round ratios: how far one round's ratio moves on this machine. Peak RSS is measured in a fresh child process per side (``resource.getrusage``), each
-importing the same modules, running the same steps.
+per-round ratios: how far one round's ratio moves on this machine. Peak RSS is measured in a
+fresh child process per side (``resource.getrusage``), each importing the same modules, running
+the same steps.
 """
 
 from __future__ import annotations
