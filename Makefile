@@ -21,8 +21,8 @@ demo: $(VENV)/.stamp
 	$(BIN)/sepkit demo --out runs/demo --minutes $(MINUTES)
 
 lint: $(VENV)/.stamp
-	$(BIN)/ruff check sepkit tests bench
-	$(BIN)/ruff format --check sepkit tests bench
+	$(BIN)/ruff check sepkit tests bench tools
+	$(BIN)/ruff format --check sepkit tests bench tools
 	$(BIN)/mypy
 
 test: $(VENV)/.stamp

@@ -18,6 +18,7 @@ from sepkit.utils.launch import exit_process
 
 EXAMPLES = """examples:
   sepkit demo --out runs/demo --minutes 15
+  sepkit prepare /data/LibriSpeech/train-clean-100 --out data/libri2mix-dm
   sepkit prepare-demo --out data/demo2mix
   sepkit train recipes/demo.yaml --run-dir runs/exp1 data.root=data/demo2mix train.max_minutes=30
   sepkit evaluate --run-dir runs/exp1 --save-audio --n-audio-to-save 10
@@ -145,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
         "sepkit.demo",
         "add_demo_arguments",
         "run_demo",
+    )
+    _add_delegated(
+        sub,
+        "prepare",
+        "make a corpus from single-speaker recordings (LibriSpeech, VCTK, a folder per speaker "
+        "or a path,speaker CSV): speaker-disjoint splits, fixed valid/test mixtures",
+        "sepkit.data.prepare",
+        "add_prepare_arguments",
+        "run_prepare",
     )
     _add_delegated(
         sub,

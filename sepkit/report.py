@@ -420,8 +420,27 @@ def _summary_html(summary: dict[str, Any] | None) -> str:
         else ""
     )
     worst_html = ", ".join(f"<code>{_esc(w['id'])}</code> ({_fmt(w.get(key))} dB)" for w in worst)
+    test_set = (summary.get("test_set") or {}).get("text")
+    lead = ""
+    si = summary.get("metrics", {}).get("si_snr_i", {})
+    if test_set and si.get("mean") is not None:
+        lead = (
+            f'<p class="lead">SI-SNRi <b>{_fmt(si["mean"])} dB</b> mean '
+            f"({_fmt(si.get('median'))} dB median) on {_esc(test_set)}.</p>"
+        )
+    pairs = summary.get("by_gender_pair") or {}
+    if pairs:
+        cells = "".join(
+            f"<tr><td>{_esc(name)}</td><td>{_fmt(v.get('mean'))}</td><td>{_fmt(v.get('median'))}</td>"
+            f"<td>{_esc(v.get('count'))}</td></tr>"
+            for name, v in pairs.items()
+        )
+        lead += (
+            "<table><tr><th>speakers</th><th>SI-SNRi mean</th><th>median</th><th>mixtures</th>"
+            f"</tr>{cells}</table>"
+        )
     return (
-        f"<p>{_esc(summary.get('num_utterances', '?'))} test utterances.{shifts}</p>"
+        lead + f"<p>{_esc(summary.get('num_utterances', '?'))} test utterances.{shifts}</p>"
         f"<table>{head}{body}</table>"
         + (f"<p>Worst by {_esc(key)}: {worst_html}</p>" if worst else "")
     )

@@ -355,4 +355,28 @@ def evaluate(
     what = f" (mean of {', '.join(sources)})" if sources else ""
     log.info("evaluating %s%s on the %s split", checkpoint.name, what, split)
     with make_trainer(cfg, run_dir, model) as trainer:
-        return trainer.test(loader, metrics)
+        summary = trainer.test(loader, metrics)
+    if distributed.rank() == 0:
+        summary.update(_describe_test(run_dir, cfg, loader.dataset))
+    return summary
+
+
+def _describe_test(run_dir: Path, cfg: RunConfig, dataset: Any) -> dict[str, Any]:
+    """Which test set the figures come from, and their means by gender pair, added to
+    ``test_summary.json`` so that every reader of a figure can tell what it measures."""
+    from sepkit.evaluation.groups import add_to_summary, describe_test_set, gender_pair, group_means
+    from sepkit.evaluation.results import RESULTS_CSV, SUMMARY_JSON, read_results
+
+    records = getattr(dataset, "records", [])
+    speakers = {s for r in records for s in r.speakers}
+    root = Path(cfg.data.root).expanduser() if cfg.data.root else Path.cwd()
+    extra: dict[str, Any] = {
+        "test_set": describe_test_set(root, cfg.data.test_split, len(speakers))
+    }
+    pairs = {r.id: gender_pair(r.genders) for r in records if r.genders}
+    if pairs and (run_dir / RESULTS_CSV).is_file():
+        rows, _ = read_results(run_dir / RESULTS_CSV)
+        extra["by_gender_pair"] = group_means(rows, pairs)
+    if (run_dir / SUMMARY_JSON).is_file():
+        add_to_summary(run_dir / SUMMARY_JSON, extra)
+    return extra

@@ -24,8 +24,17 @@ class DataConfig:
     batch_size: int = 4
     eval_batch_size: int = 1
     num_workers: int = 0
-    # New mixtures every epoch from the single-speaker sources (train split only).
+    # New mixtures every epoch from the single-speaker sources (train split only). A training split
+    # of single-speaker recordings (sepkit prepare's train.csv) is always mixed on the fly.
     dynamic_mixing: bool = False
+    # Training mixtures per epoch when mixing on the fly (0 = one per listed example).
+    mixtures_per_epoch: int = 0
+    # Relative level of the sources, uniform in +-mix_gain_db around their mean active level
+    # (wsj0-2mix's convention: two speakers 0-5 dB apart). Dynamic mixing only.
+    mix_gain_db: float = 5.0
+    # Flip each source's sign with probability 1/2 (dynamic mixing): real recordings come in
+    # either polarity.
+    random_polarity: bool = False
     speed_perturb: bool = False
     # speed factors are drawn on a 0.01 grid inside the range (soxr's fast path, data/augment.py)
     speed_perturb_range: tuple[float, float] = (0.95, 1.05)
@@ -47,6 +56,10 @@ class DataConfig:
             raise ValueError("data.training_signal_len: must be positive")
         if self.num_workers < 0:
             raise ValueError("data.num_workers: must be >= 0")
+        if self.mixtures_per_epoch < 0:
+            raise ValueError("data.mixtures_per_epoch: must be >= 0 (0 = one per listed example)")
+        if self.mix_gain_db < 0:
+            raise ValueError("data.mix_gain_db: must be >= 0")
         if self.max_examples < 0:
             raise ValueError("data.max_examples: must be >= 0 (0 = all)")
         lo, hi = self.speed_perturb_range

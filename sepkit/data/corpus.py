@@ -7,6 +7,9 @@ Layouts (``data.format`` = ``auto`` tries them in this order):
 * ``librimix``: LibriMix metadata CSV (``mixture_ID, mixture_path, source_1_path, ...,
   [noise_path], length``). Absolute paths from the machine that generated the metadata are remapped
   under the data root when they do not exist here.
+* ``utterances``: a CSV of single-speaker recordings (``id, path, speaker, [gender]``), written by
+  ``sepkit prepare`` for the training split: there are no fixed mixtures, so the split can only be
+  used with dynamic mixing (each record is one utterance; see :mod:`sepkit.data.dynamic_mixing`).
 * ``wsj0-mix``: folders ``<split>/{mix,s1,s2[,s3...][,noise]}/<id>.wav`` (wsj0-2mix/3mix ``tr/cv/tt``;
   WHAM! ``mix_clean``/``mix_both`` folders; our own output folders).
 
@@ -47,6 +50,7 @@ class Record:
     noise: Path | None = None
     speakers: tuple[str, ...] = ()
     voices: tuple[str, ...] = ()
+    genders: tuple[str, ...] = ()  # "F"/"M" per source, when the manifest says (gender_1...)
 
 
 def _split_name(cfg: DataConfig, split: str) -> str:
@@ -100,7 +104,11 @@ def locate_split(cfg: DataConfig, split: str) -> tuple[str, Path]:
 
 def _csv_layout(path: Path) -> str:
     header = next(csv.reader(io.StringIO(_read_csv_text(path))), [])
-    return "librimix" if "mixture_ID" in header or "mixture_path" in header else "manifest"
+    if "mixture_ID" in header or "mixture_path" in header:
+        return "librimix"
+    if "path" in header and "speaker" in header and "mix_path" not in header:
+        return "utterances"
+    return "manifest"
 
 
 def _read_csv_text(path: Path) -> str:
@@ -135,6 +143,8 @@ def load_records(cfg: DataConfig, split: str) -> tuple[list[Record], list[Proble
     root = Path(cfg.root).expanduser() if cfg.root else Path.cwd()
     if layout == "wsj0-mix":
         records, problems = _folder_records(path, cfg)
+    elif layout == "utterances":
+        records, problems = _utterance_records(path, root)
     else:
         records, problems = _csv_records(path, root, layout, cfg.num_spks)
     records, dup = _dedupe(records)
@@ -242,7 +252,35 @@ def _csv_records(
             speakers = _speakers_from_name(rid, n_src)
         voices = tuple(row.get(f"family_{k + 1}") or "" for k in range(n_src))
         voices = voices if speakers and all(voices) else ()
-        records.append(Record(rid, resolve(row[mix_col]), sources, noise, speakers, voices))
+        genders = tuple(row.get(f"gender_{k + 1}") or "" for k in range(n_src))
+        genders = genders if all(genders) else ()
+        records.append(
+            Record(rid, resolve(row[mix_col]), sources, noise, speakers, voices, genders)
+        )
+    return records, problems
+
+
+def _utterance_records(path: Path, root: Path) -> tuple[list[Record], list[Problem]]:
+    """One single-source record per row of an ``utterances`` CSV (``id, path, speaker``)."""
+    reader = csv.DictReader(io.StringIO(_read_csv_text(path), newline=""))
+    resolve = _Resolver(root, path.parent)
+    records: list[Record] = []
+    problems: list[Problem] = []
+    for row in reader:
+        file, speaker = (row.get("path") or "").strip(), (row.get("speaker") or "").strip()
+        rid = (row.get("id") or "").strip() or file
+        if not file or not speaker:
+            what = "path" if not file else "speaker"
+            line = reader.line_num
+            problems.append(
+                Problem(
+                    rid or f"line {line}", str(path), f"incomplete row: line {line} has no {what}"
+                )
+            )
+            continue
+        p = resolve(file)
+        gender = (row.get("gender") or "").strip()
+        records.append(Record(rid, p, (p,), None, (speaker,), (), (gender,) if gender else ()))
     return records, problems
 
 

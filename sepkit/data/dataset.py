@@ -52,8 +52,14 @@ class SeparationDataset(Dataset[Example]):
         train: bool,
         seed: int,
         mixer: DynamicMixer | None = None,
+        length: int | None = None,
+        utterances: bool = False,
     ) -> None:
         self.records = records
+        self.length = len(records) if length is None else length
+        # Records of single utterances (layout "utterances") only feed the mixer: an example's ID
+        # then names its speakers and where it comes from, (epoch, index), which reproduces it.
+        self.utterances = utterances and mixer is not None
         self.lengths = [frames[r.mix] for r in records]
         self.cfg = cfg
         self.train = train
@@ -67,17 +73,20 @@ class SeparationDataset(Dataset[Example]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.records)
+        return self.length
 
     def _rng(self, index: int, stream: int) -> np.random.Generator:
         return example_rng(self.seed, self.epoch, index, stream)
 
     def __getitem__(self, index: int) -> Example:
-        rec = self.records[index]
         if self.mixer is not None:
-            sources, noise, _ = self.mixer.make(self._rng(index, STREAM_MIX), self.crop)
+            sources, noise, speakers = self.mixer.make(self._rng(index, STREAM_MIX), self.crop)
             mix = sources.sum(axis=0) + (noise if noise is not None else 0.0)
-            return _example(rec.id, mix, sources, noise)
+            rid = self.records[index % len(self.records)].id
+            if self.utterances:
+                rid = f"{'+'.join(speakers)}@epoch{self.epoch}:{index}"
+            return _example(rid, mix, sources, noise)
+        rec = self.records[index]
         with_noise = self.cfg.use_noise and rec.noise is not None
         files = [rec.mix, *rec.sources, *([rec.noise] if with_noise and rec.noise else [])]
         factor = 1.0
@@ -133,8 +142,15 @@ def build_dataset(
         records = records[: cfg.max_examples]
     if not records and not problems:
         raise DataError(f"data split {split!r} ({layout}): lists no examples")
+    utterances = layout.startswith("utterances:")
+    if utterances and not train:
+        raise DataError(
+            f"data split {split!r} ({layout}) lists single-speaker recordings, which only the "
+            "training split can mix on the fly; validation and test need fixed mixtures (sepkit "
+            "prepare writes them), so that their scores are reproducible"
+        )
     counts = {len(r.sources) for r in records}
-    if records and counts != {cfg.num_spks}:
+    if records and not utterances and counts != {cfg.num_spks}:
         raise DataError(
             f"{layout}: examples have {sorted(counts)} sources, data.num_spks={cfg.num_spks}; "
             "set data.num_spks to the corpus's number of sources (s1..sC)",
@@ -165,13 +181,25 @@ def build_dataset(
         raise DataError(f"data split {split!r} ({layout}): no usable examples left")
     frames = {p: f.frames for p, f in facts.items()}
     mixer = None
-    if train and cfg.dynamic_mixing:
+    if train and (cfg.dynamic_mixing or utterances):
         mixer = DynamicMixer(
             records,
             frames,
             cfg.num_spks,
             cfg.sample_rate,
+            gain_db=cfg.mix_gain_db,
             speed_range=cfg.speed_perturb_range if cfg.speed_perturb else None,
+            random_polarity=cfg.random_polarity,
             use_noise=cfg.use_noise,
         )
-    return SeparationDataset(records, frames, cfg, train=train, seed=seed, mixer=mixer)
+    length = cfg.mixtures_per_epoch if mixer is not None and cfg.mixtures_per_epoch else None
+    return SeparationDataset(
+        records,
+        frames,
+        cfg,
+        train=train,
+        seed=seed,
+        mixer=mixer,
+        length=length,
+        utterances=utterances,
+    )

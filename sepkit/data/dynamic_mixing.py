@@ -4,32 +4,99 @@ Why: a static corpus shows the model the same few thousand speaker pairs, gains 
 every epoch; remixing gives a fresh combination each time and is the standard way (SepFormer,
 WaveSplit) to push SI-SNRi up on wsj0-2mix. Speakers are drawn *without replacement within a
 mixture* (never the same speaker, nor two speakers of one voice (``Record.voices``), in one
-mixture), each with probability proportional to its number of source files, so remixing keeps the corpus's own balance (of genders, for one) instead
-of over-drawing speakers with few utterances; gains are uniform in ±``gain_db`` relative to the
-first source, as wsj0-2mix. All draws come from the per-example generator (see
-:mod:`sepkit.data.augment`), so a given (seed, epoch, index) always gives the same mixture.
+mixture), each with probability proportional to its number of source files, so remixing keeps the
+corpus's own balance (of genders, for one) instead of over-drawing speakers with few utterances.
+
+The level convention is wsj0-2mix's: every source is brought to the same *active* speech level
+(:data:`LEVEL`, pauses excluded), then the sources get relative gains uniform in ``±gain_db``
+around their mean, so two speakers differ by 0-``gain_db`` dB (0-5 dB by default) with either one
+the louder. One factor for everything then keeps the mixture's peak below full scale. Fixed
+validation and test mixtures (:mod:`sepkit.data.prepare`) are made by the same code.
+
+Crops of real recordings should hold speech, not the pauses between sentences: a crop is drawn up
+to :data:`CROP_TRIES` times and the first whose share of speech frames reaches
+:data:`MIN_SPEECH_SHARE` is kept (else the most active one). All draws come from the per-example
+generator (see :mod:`sepkit.data.augment`), so a given (seed, epoch, index) always gives the same
+mixture.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from sepkit.data.audio import active_rms, change_speed
+from sepkit.data.audio import active_rms, change_speed, speech_share
 from sepkit.data.augment import speed_factor
 from sepkit.data.corpus import Record
 from sepkit.data.errors import DataError
 
 LEVEL = 10 ** (-25.0 / 20)  # active speech level of each source before gains
+CROP_TRIES = 4
+MIN_SPEECH_SHARE = 0.6
 
 
 def _read(path: Path, start: int = 0, stop: int | None = None) -> np.ndarray:
     data, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=False)
     return np.asarray(data, dtype=np.float32)
+
+
+def active_crop(
+    rng: np.random.Generator,
+    frames: int,
+    need: int,
+    read: Callable[[int, int], np.ndarray],
+    level: float,
+    rate: int,
+) -> np.ndarray:
+    """``need`` samples of a ``frames``-long signal that hold speech, read through ``read``.
+
+    ``level`` is the whole signal's active RMS: a crop's frames count as speech when they come
+    within 20 dB of it, so a crop of a pause does not pass for speech by being quiet everywhere.
+    """
+    if frames <= need:
+        return read(0, frames)
+    best, best_share = np.zeros(0, np.float32), -1.0
+    for _ in range(CROP_TRIES):
+        start = int(rng.integers(0, frames - need + 1))
+        x = read(start, start + need)
+        share = speech_share(x, rate, level)
+        if share > best_share:
+            best, best_share = x, share
+        if share >= MIN_SPEECH_SHARE:
+            break
+    return best
+
+
+def mix_at_levels(
+    rng: np.random.Generator,
+    signals: Sequence[np.ndarray],
+    rate: int,
+    gain_db: float,
+    length: int,
+    *,
+    random_polarity: bool = False,
+) -> np.ndarray:
+    """``sources [C, length]``: ``signals`` at one active level with random relative gains
+    (module docstring), each placed at a random offset when shorter than ``length``.
+
+    ``random_polarity`` flips each source's sign with probability 1/2: real recordings come in
+    either polarity, and a model that never saw one learns to rely on the other.
+    """
+    rel = [0.0] + [float(rng.uniform(-gain_db, gain_db)) for _ in signals[1:]]
+    mean = sum(rel) / len(rel)
+    sources = np.zeros((len(signals), length), dtype=np.float32)
+    for k, s in enumerate(signals):
+        s = s[:length]
+        off = int(rng.integers(0, length - len(s) + 1))
+        gain = LEVEL / active_rms(s, rate) * 10 ** ((rel[k] - mean) / 20)
+        if random_polarity and rng.random() < 0.5:
+            gain = -gain
+        sources[k, off : off + len(s)] = s * gain
+    return sources
 
 
 class DynamicMixer:
@@ -51,6 +118,7 @@ class DynamicMixer:
         *,
         gain_db: float = 5.0,
         speed_range: tuple[float, float] | None = None,
+        random_polarity: bool = False,
         use_noise: bool = False,
         noise_snr_db: tuple[float, float] = (-6.0, 3.0),
     ) -> None:
@@ -75,7 +143,15 @@ class DynamicMixer:
         self.rate = sample_rate
         self.gain_db = gain_db
         self.speed_range = speed_range
+        self.random_polarity = random_polarity
         self.noise_snr_db = noise_snr_db
+        self._levels: dict[Path, float] = {}  # active RMS per file, measured on first use
+
+    def _level(self, path: Path) -> float:
+        level = self._levels.get(path)
+        if level is None:
+            level = self._levels[path] = active_rms(_read(path), self.rate)
+        return level
 
     def _source(
         self, rng: np.random.Generator, path: Path, frames: int, target: int | None
@@ -87,8 +163,9 @@ class DynamicMixer:
             x = _read(path)
         else:
             need = min(frames, math.ceil(target * factor) + 8)
-            start = int(rng.integers(0, frames - need + 1))
-            x = _read(path, start, start + need)
+            x = active_crop(
+                rng, frames, need, lambda a, b: _read(path, a, b), self._level(path), self.rate
+            )
         if factor != 1.0:
             x = change_speed(x, factor, self.rate)
         return x if target is None else x[:target]
@@ -106,14 +183,9 @@ class DynamicMixer:
         # "min" alignment when cropping is off; with a target, shorter sources are zero-padded at a
         # random position inside a mixture as long as the longest source (at most the target).
         length = min(len(s) for s in signals) if target is None else max(len(s) for s in signals)
-        rel = [0.0] + [float(rng.uniform(-self.gain_db, self.gain_db)) for _ in signals[1:]]
-        mean = sum(rel) / len(rel)
-        sources = np.zeros((self.num_spks, length), dtype=np.float32)
-        for k, s in enumerate(signals):
-            s = s[:length]
-            off = int(rng.integers(0, length - len(s) + 1))
-            gain = LEVEL / active_rms(s, self.rate) * 10 ** ((rel[k] - mean) / 20)
-            sources[k, off : off + len(s)] = s * gain
+        sources = mix_at_levels(
+            rng, signals, self.rate, self.gain_db, length, random_polarity=self.random_polarity
+        )
         noise = None
         if self.noises:
             path, frames = self.noises[int(rng.integers(len(self.noises)))]

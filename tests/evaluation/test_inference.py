@@ -261,7 +261,8 @@ def test_from_pretrained_run_dir_checkpoint_and_model_file(tmp_path: Path) -> No
     assert out.shape == (2, 16000) and torch.isfinite(out).all()
     with torch.inference_mode():
         direct = model.eval()(x[None])[0]
-    torch.testing.assert_close(sep.separate(x), direct, atol=1e-5, rtol=1e-4)  # < one chunk
+    # < one chunk; the input is scaled to INPUT_RMS and the estimates back: float rounding
+    torch.testing.assert_close(sep.separate(x), direct, atol=1e-4, rtol=1e-3)
 
     # The run's train.test_shifts carries over to separation; an explicit value wins.
     torch.save(

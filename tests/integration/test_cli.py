@@ -15,6 +15,7 @@ from sepkit.cli import main
 RECIPE = Path(__file__).parents[2] / "recipes" / "demo.yaml"
 SUBCOMMANDS = [
     "demo",
+    "prepare",
     "prepare-demo",
     "train",
     "evaluate",

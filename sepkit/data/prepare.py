@@ -1,0 +1,452 @@
+"""``sepkit prepare``: a separation corpus from a folder of single-speaker recordings.
+
+The output (``--out``) is an ordinary sepkit corpus root::
+
+    train.csv                 the training speakers' recordings (id, path, speaker, gender,
+                              frames): mixed on the fly, fresh mixtures every epoch
+    train/<speaker>/*.flac    recordings that had to be converted (rate, channels); recordings
+                              already at the rate are read where they are
+    valid.csv, test.csv       fixed mixtures of held-out speakers (id, mix_path, s1_path, ...,
+                              speaker_1, ..., gender_1, ...)
+    valid/, test/             their audio: mix/, s1/, s2/ ... (32-bit float WAV, mix = sum)
+    speakers.csv              each speaker's split and gender
+    corpus.json               the settings, a fingerprint of the input, and a summary
+
+Splits are speaker-disjoint and deterministic: the speakers are sorted, shuffled with ``--seed``
+within each gender, and dealt to test, validation and training in turn, so each split keeps the
+corpus's gender balance. Valid and test mixtures are written once so that their scores are
+reproducible; they follow the same level convention and silence-avoiding crops as the training
+mixtures (:mod:`sepkit.data.dynamic_mixing`).
+
+Every recording is read before anything is written. Unreadable files, NaN samples, silent or too
+short recordings are all listed at once, naming each file (``--skip-bad`` leaves them out
+instead). Recordings at another sample rate are resampled, and the summary says how many. The
+command never modifies its input, and writes only into an empty folder or a corpus it made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import logging
+import shutil
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from sepkit.data.audio import active_rms, resample_exact
+from sepkit.data.augment import example_rng
+from sepkit.data.corpus import Record
+from sepkit.data.dynamic_mixing import DynamicMixer
+from sepkit.data.errors import DataError, Problem, format_problems, write_bad_examples
+from sepkit.data.recordings import Recording, scan_recordings
+from sepkit.utils.io import atomic_open, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+CORPUS_FORMAT = "sepkit-recordings"
+CORPUS_VERSION = 1
+#: Quieter than this (active RMS, dBFS) a recording holds no usable speech.
+SILENT_DB = -70.0
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class PrepareSpec:
+    """How a corpus is cut from the recordings. Held-out speaker counts of 0 mean 5 % (valid)
+    and 10 % (test) of the speakers, at least ``num_spks`` each."""
+
+    sample_rate: int = 8000
+    num_spks: int = 2
+    valid_speakers: int = 0
+    test_speakers: int = 0
+    n_valid: int = 150
+    n_test: int = 200
+    mix_seconds: float = 4.0
+    gain_db: float = 5.0
+    min_seconds: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class _Checked:
+    recording: Recording
+    rate: int
+    frames: int  # at the corpus's rate
+    convert: bool
+    problem: str = ""
+
+
+def _check(rec: Recording, spec: PrepareSpec) -> _Checked:
+    """Read one recording whole: is it usable speech, and must it be converted?"""
+    try:
+        data, rate = sf.read(str(rec.path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        what = "missing file" if not rec.path.exists() else f"unreadable: not audio ({err})"
+        return _Checked(rec, 0, 0, False, what)
+    frames = round(data.shape[0] * spec.sample_rate / rate)
+    convert = rate != spec.sample_rate or data.shape[1] != 1
+    if not np.isfinite(data).all():
+        return _Checked(rec, rate, frames, convert, "non-finite samples (NaN or inf)")
+    if frames < spec.min_seconds * spec.sample_rate:
+        return _Checked(
+            rec, rate, frames, convert, f"too short: {data.shape[0] / rate:.2f} s, "
+            f"the least is {spec.min_seconds:g} s (--min-seconds)"
+        )  # fmt: skip
+    level_db = 20 * np.log10(active_rms(data.mean(axis=1), rate) + 1e-20)
+    if level_db < SILENT_DB:
+        return _Checked(rec, rate, frames, convert, f"silent: speech level {level_db:.0f} dBFS")
+    return _Checked(rec, rate, frames, convert)
+
+
+def _load(rec: Recording, rate: int) -> np.ndarray:
+    data, file_rate = sf.read(str(rec.path), dtype="float32", always_2d=True)
+    return resample_exact(data.mean(axis=1), int(file_rate), rate)
+
+
+def assign_speakers(
+    genders: dict[str, str], spec: PrepareSpec
+) -> dict[str, str]:  # fmt: skip
+    """Speaker -> split: sorted, shuffled within each gender with ``spec.seed``, then dealt to
+    test, valid and train in turn, alternating genders, so every split keeps the balance."""
+    n = len(genders)
+    n_test = spec.test_speakers or max(spec.num_spks, round(0.10 * n))
+    n_valid = spec.valid_speakers or max(spec.num_spks, round(0.05 * n))
+    needed = n_test + n_valid + spec.num_spks
+    if n_test < spec.num_spks or n_valid < spec.num_spks or n < needed:
+        raise DataError(
+            f"{n} speaker(s) found: {spec.num_spks}-speaker mixtures need at least "
+            f"{spec.num_spks} speakers in each of training, validation and test, which share no "
+            f"speaker ({needed} with --test-speakers {n_test} --valid-speakers {n_valid})"
+        )
+    rng = np.random.default_rng(spec.seed)
+    groups = []
+    for gender in sorted({*genders.values()}):
+        members = sorted(s for s, g in genders.items() if g == gender)
+        groups.append([members[i] for i in rng.permutation(len(members))])
+    # Deal in proportion to each group's size: the next speaker comes from the group that has
+    # given the smallest share of its members so far.
+    order: list[str] = []
+    taken = [0] * len(groups)
+    while len(order) < n:
+        k = min(
+            (i for i in range(len(groups)) if taken[i] < len(groups[i])),
+            key=lambda i: (taken[i] / len(groups[i]), i),
+        )
+        order.append(groups[k][taken[k]])
+        taken[k] += 1
+    split = {s: "test" for s in order[:n_test]}
+    split.update({s: "valid" for s in order[n_test : n_test + n_valid]})
+    split.update({s: "train" for s in order[n_test + n_valid :]})
+    return split
+
+
+def fingerprint(recordings: list[Recording]) -> str:
+    """Hash of every recording's path, speaker, size and modification time."""
+    digest = hashlib.sha256()
+    for rec in recordings:
+        st = rec.path.stat() if rec.path.exists() else None
+        size, mtime = (st.st_size, st.st_mtime_ns) if st else (-1, -1)
+        digest.update(f"{rec.path}|{rec.speaker}|{size}|{mtime}\n".encode())
+    return digest.hexdigest()
+
+
+def _existing(out: Path) -> dict[str, Any] | None:
+    """The corpus.json of a corpus this command made in ``out``; a :class:`DataError` when
+    ``out`` holds anything else, so that no user file is ever overwritten."""
+    meta_path = out / "corpus.json"
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; choose another --out")
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            meta = {}
+        if meta.get("format") == CORPUS_FORMAT:
+            return dict(meta)
+    if any(out.iterdir()):
+        raise DataError(
+            f"{out}: the folder is not empty and is not a corpus made by sepkit prepare; "
+            "choose an empty or new --out (nothing was written)"
+        )
+    return None
+
+
+def prepare_corpus(
+    source: Path,
+    out: Path,
+    spec: PrepareSpec = PrepareSpec(),
+    *,
+    skip_bad: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Build (or reuse, when complete with the same input and settings) the corpus in ``out``.
+
+    Returns the summary also stored in ``corpus.json``. Raises :class:`DataError` naming the file
+    or folder for input it cannot use.
+    """
+    source, out = Path(source).expanduser(), Path(out).expanduser()
+    scan = scan_recordings(source)
+    key = {"spec": asdict(spec), "fingerprint": fingerprint(scan.recordings), "skip_bad": skip_bad}
+    meta = _existing(out)
+    if meta and meta.get("complete") and meta.get("key") == key:
+        return {**meta["summary"], "reused": True}
+
+    checked = _check_all(scan.recordings, spec, progress)
+    problems = [
+        Problem(f"{c.recording.speaker}/{c.recording.utterance}", str(c.recording.path), c.problem)
+        for c in checked
+        if c.problem
+    ]
+    if problems and not skip_bad:
+        raise DataError(
+            format_problems(
+                f"{source}: {len(problems)} of {len(checked)} recordings cannot be used. Fix or "
+                "remove them, or pass --skip-bad to leave them out (nothing was written):",
+                problems,
+            ),
+            problems,
+        )
+    good = [c for c in checked if not c.problem]
+    genders: dict[str, str] = {}
+    for c in good:
+        genders.setdefault(c.recording.speaker, c.recording.gender)
+    if not genders:
+        raise DataError(f"{source}: none of the {len(checked)} recordings can be used")
+    split_of = assign_speakers(genders, spec)
+
+    for name in (*SPLITS, "corpus.json", "train.csv", "valid.csv", "test.csv", "speakers.csv"):
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    if problems:
+        write_bad_examples(out / "bad_recordings.csv", problems)
+        log.warning("left out %d bad recording(s), listed in %s", len(problems), out)
+
+    train_rows = _write_training(
+        out, [c for c in good if split_of[c.recording.speaker] == "train"], spec
+    )
+    summary: dict[str, Any] = {
+        "source": str(source),
+        "layout": scan.layout,
+        "out": str(out),
+        "sample_rate": spec.sample_rate,
+        "recordings": len(good),
+        "bad_recordings": len(problems),
+        "ignored_files": len(scan.ignored),
+        "resampled": dict(
+            Counter(f"{c.rate} Hz" for c in good if c.rate != spec.sample_rate).most_common()
+        ),
+        "single_recording_speakers": sum(
+            1 for n in Counter(c.recording.speaker for c in good).values() if n == 1
+        ),
+        "speakers": dict(Counter(split_of.values())),
+        "genders": {
+            split: dict(Counter(genders[s] or "?" for s, sp in split_of.items() if sp == split))
+            for split in SPLITS
+        },
+        "train_recordings": len(train_rows),
+        "train_seconds": round(sum(int(r["frames"]) for r in train_rows) / spec.sample_rate, 1),
+    }
+    for split, count, stream in (("valid", spec.n_valid, 1), ("test", spec.n_test, 2)):
+        members = [c for c in good if split_of[c.recording.speaker] == split]
+        summary[f"{split}_mixtures"] = _write_mixtures(out, split, members, count, spec, stream)
+    _write_csv(
+        out / "speakers.csv",
+        [{"speaker": s, "split": split_of[s], "gender": genders[s]} for s in sorted(split_of)],
+    )
+    record = {"format": CORPUS_FORMAT, "version": CORPUS_VERSION, "complete": True, "key": key,
+              "summary": summary}  # fmt: skip
+    atomic_write_text(out / "corpus.json", json.dumps(record, indent=2) + "\n")
+    return {**summary, "reused": False}
+
+
+def _check_all(recordings: list[Recording], spec: PrepareSpec, progress: bool) -> list[_Checked]:
+    with ThreadPoolExecutor(max_workers=4) as pool:  # libsndfile decodes without the GIL
+        jobs = pool.map(lambda r: _check(r, spec), recordings)
+        if progress:
+            from tqdm import tqdm
+
+            jobs = tqdm(jobs, total=len(recordings), desc="reading", unit="file")
+        return list(jobs)
+
+
+def _unique_ids(items: list[_Checked]) -> list[str]:
+    seen: Counter[str] = Counter()
+    ids = []
+    for c in items:
+        base = f"{c.recording.speaker}/{c.recording.utterance}"
+        seen[base] += 1
+        ids.append(base if seen[base] == 1 else f"{base}~{seen[base]}")
+    return ids
+
+
+def _write_training(out: Path, items: list[_Checked], spec: PrepareSpec) -> list[dict[str, Any]]:
+    """``train.csv``; converts the recordings that are not mono at the corpus's rate."""
+    rows = []
+    for rid, c in zip(_unique_ids(items), items, strict=True):
+        path = c.recording.path.resolve()
+        if c.convert:
+            path = out / "train" / c.recording.speaker / f"{rid.split('/', 1)[1]}.flac"
+            _write_flac(path, _load(c.recording, spec.sample_rate), spec.sample_rate)
+        shown = path.relative_to(out) if path.is_relative_to(out) else path
+        rows.append({"id": rid, "path": shown.as_posix(), "speaker": c.recording.speaker,
+                     "gender": c.recording.gender, "frames": c.frames})  # fmt: skip
+    _write_csv(out / "train.csv", rows)
+    return rows
+
+
+def _write_flac(path: Path, x: np.ndarray, rate: int) -> None:
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > 1.0:  # 16-bit FLAC cannot hold it; the mixer normalises levels anyway
+        x = x / peak
+    buffer = io.BytesIO()
+    sf.write(buffer, x, rate, format="FLAC", subtype="PCM_16")
+    with atomic_open(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+
+
+def _write_wav(path: Path, x: np.ndarray, rate: int) -> None:
+    buffer = io.BytesIO()
+    sf.write(buffer, x, rate, format="WAV", subtype="FLOAT")
+    with atomic_open(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+
+
+def _write_mixtures(
+    out: Path, split: str, items: list[_Checked], count: int, spec: PrepareSpec, stream: int
+) -> int:
+    """``count`` fixed mixtures of ``items``' speakers: ``<split>/`` audio and ``<split>.csv``."""
+    folder = out / split / "utterances"
+    records, frames = [], {}
+    for rid, c in zip(_unique_ids(items), items, strict=True):
+        path = folder / c.recording.speaker / f"{rid.split('/', 1)[1]}.flac"
+        x = _load(c.recording, spec.sample_rate)
+        _write_flac(path, x, spec.sample_rate)
+        frames[path] = len(x)
+        records.append(Record(rid, path, (path,), None, (c.recording.speaker,)))
+    gender = {c.recording.speaker: c.recording.gender for c in items}
+    mixer = DynamicMixer(records, frames, spec.num_spks, spec.sample_rate, gain_db=spec.gain_db)
+    target = round(spec.mix_seconds * spec.sample_rate) if spec.mix_seconds > 0 else None
+    rows = []
+    for i in range(count):
+        sources, _, speakers = mixer.make(example_rng(spec.seed, 0, i, 100 + stream), target)
+        mid = f"{split}{i:04d}_{'_'.join(speakers)}"
+        row: dict[str, Any] = {"id": mid, "mix_path": f"{split}/mix/{mid}.wav"}
+        _write_wav(out / row["mix_path"], sources.sum(axis=0), spec.sample_rate)
+        for k, s in enumerate(sources):
+            row[f"s{k + 1}_path"] = f"{split}/s{k + 1}/{mid}.wav"
+            _write_wav(out / row[f"s{k + 1}_path"], s, spec.sample_rate)
+        row.update({f"speaker_{k + 1}": s for k, s in enumerate(speakers)})
+        if all(gender[s] for s in speakers):
+            row.update({f"gender_{k + 1}": gender[s] for k, s in enumerate(speakers)})
+        rows.append(row)
+    _write_csv(out / f"{split}.csv", rows)
+    return count
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for r in rows:
+        columns += [c for c in r if c not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``sepkit prepare`` (the CLI only wires these)."""
+    d = PrepareSpec()
+    parser.add_argument(
+        "source",
+        type=Path,
+        help="folder with one sub-folder per speaker (LibriSpeech, VCTK, your own), or a CSV "
+        "file with the columns path,speaker[,gender]",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="corpus folder to write")
+    parser.add_argument("--sample-rate", type=int, default=d.sample_rate)
+    parser.add_argument("--num-spks", type=int, default=d.num_spks, help="speakers per mixture")
+    parser.add_argument(
+        "--valid-speakers", type=int, default=0, help="held-out validation speakers (default 5%%)"
+    )
+    parser.add_argument(
+        "--test-speakers", type=int, default=0, help="held-out test speakers (default 10%%)"
+    )
+    parser.add_argument("--n-valid", type=int, default=d.n_valid, help="validation mixtures")
+    parser.add_argument("--n-test", type=int, default=d.n_test, help="test mixtures")
+    parser.add_argument(
+        "--mix-seconds",
+        type=float,
+        default=d.mix_seconds,
+        help="length of valid/test mixtures (0 = whole recordings, cut to the shortest)",
+    )
+    parser.add_argument(
+        "--gain-db", type=float, default=d.gain_db, help="relative levels within +-GAIN_DB"
+    )
+    parser.add_argument("--min-seconds", type=float, default=d.min_seconds)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="leave unusable recordings out instead of failing"
+    )
+
+
+def spec_from_args(args: argparse.Namespace) -> PrepareSpec:
+    return PrepareSpec(
+        sample_rate=args.sample_rate,
+        num_spks=args.num_spks,
+        valid_speakers=args.valid_speakers,
+        test_speakers=args.test_speakers,
+        n_valid=args.n_valid,
+        n_test=args.n_test,
+        mix_seconds=args.mix_seconds,
+        gain_db=args.gain_db,
+        min_seconds=args.min_seconds,
+        seed=args.seed,
+    )
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """What a person needs to know about the corpus just made, in a few lines."""
+    spk = summary["speakers"]
+    lines = [
+        f"corpus {summary['out']} ({'reused' if summary.get('reused') else 'written'}): "
+        f"{summary['recordings']} recordings of {sum(spk.values())} speakers from "
+        f"{summary['source']} ({summary['layout']})",
+        f"  speakers: {spk.get('train', 0)} training, {spk.get('valid', 0)} validation, "
+        f"{spk.get('test', 0)} test (no speaker in two splits)",
+        f"  training: {summary['train_seconds'] / 60:.1f} min of speech, mixed on the fly; "
+        f"fixed mixtures: {summary['valid_mixtures']} validation, {summary['test_mixtures']} test",
+    ]
+    if summary["resampled"]:
+        rates = ", ".join(f"{n} at {r}" for r, n in summary["resampled"].items())
+        lines.append(f"  resampled to {summary['sample_rate']} Hz: {rates}")
+    if summary["bad_recordings"]:
+        lines.append(f"  left out {summary['bad_recordings']} bad recordings (bad_recordings.csv)")
+    if summary["ignored_files"]:
+        lines.append(f"  ignored {summary['ignored_files']} files that are not audio")
+    return "\n".join(lines)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    summary = prepare_corpus(args.source, args.out, spec_from_args(args), skip_bad=args.skip_bad)
+    print(describe(summary))
+    return 0
