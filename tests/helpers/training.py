@@ -16,7 +16,7 @@ TINY_MODEL = [
 ]
 
 
-DEMO_RECIPE = Path(__file__).parents[2] / "recipes" / "demo.yaml"
+DEMO_RECIPE = Path(__file__).parents[2] / "recipes" / "demo-synthetic.yaml"
 
 
 def train_args(run_dir: Path, corpus: Path, *extra: str) -> list[str]:
