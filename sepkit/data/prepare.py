@@ -33,7 +33,9 @@ import io
 import json
 import logging
 import shutil
+import sys
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -276,7 +278,7 @@ def prepare_corpus(
 
 def _check_all(recordings: list[Recording], spec: PrepareSpec, progress: bool) -> list[_Checked]:
     with ThreadPoolExecutor(max_workers=4) as pool:  # libsndfile decodes without the GIL
-        jobs = pool.map(lambda r: _check(r, spec), recordings)
+        jobs: Iterable[_Checked] = pool.map(lambda r: _check(r, spec), recordings)
         if progress:
             from tqdm import tqdm
 
@@ -447,6 +449,12 @@ def describe(summary: dict[str, Any]) -> str:
 
 def run_prepare(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    summary = prepare_corpus(args.source, args.out, spec_from_args(args), skip_bad=args.skip_bad)
+    summary = prepare_corpus(
+        args.source,
+        args.out,
+        spec_from_args(args),
+        skip_bad=args.skip_bad,
+        progress=sys.stderr.isatty(),
+    )
     print(describe(summary))
     return 0
