@@ -25,7 +25,6 @@ How it is made, and why:
 from __future__ import annotations
 
 import argparse
-import csv
 import ctypes
 import hashlib
 import json
@@ -46,7 +45,7 @@ import soundfile as sf
 from sepkit.data import audio, synth
 from sepkit.data.speakers import ACCENTS, SPLITS, Speaker, make_speakers
 from sepkit.data.text import utterance_ssml
-from sepkit.utils.io import atomic_write_text
+from sepkit.utils.io import atomic_write_csv, atomic_write_text
 
 CORPUS_FORMAT = "sepkit-espeak-corpus"
 #: 2: family split stratified by synthesiser (speakers.family_splits); 3: a mixture's speakers come
@@ -592,7 +591,7 @@ def generate_corpus(
     for split in SPLITS:
         split_rows = [r for r in rows if r["id"].startswith(f"{split}-")]
         if split_rows:
-            _write_csv(out_dir / f"{split}.csv", split_rows)
+            atomic_write_csv(out_dir / f"{split}.csv", split_rows)
         used = {r[f"speaker_{k + 1}"] for r in split_rows for k in range(spec.num_speakers)}
         split_summary[split] = {
             "mixtures": len(split_rows),
@@ -604,7 +603,9 @@ def generate_corpus(
             ),
             "manifest": f"{split}.csv" if split_rows else None,
         }
-    _write_csv(out_dir / "speakers.csv", [s.to_row() for split in SPLITS for s in speakers[split]])
+    atomic_write_csv(
+        out_dir / "speakers.csv", [s.to_row() for split in SPLITS for s in speakers[split]]
+    )
     seconds = time.perf_counter() - t0
     summary = {
         "out_dir": str(out_dir),
@@ -625,19 +626,6 @@ def generate_corpus(
                     "spec": spec.to_json(), "summary": summary}, indent=2),
     )  # fmt: skip
     return summary
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for r in rows:
-        columns += [c for c in r if c not in columns]
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------------------- CLI

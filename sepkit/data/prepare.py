@@ -27,7 +27,6 @@ command never modifies its input, and writes only into an empty folder or a corp
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import io
 import json
@@ -50,7 +49,7 @@ from sepkit.data.corpus import Record
 from sepkit.data.dynamic_mixing import DynamicMixer
 from sepkit.data.errors import DataError, Problem, format_problems, write_bad_examples
 from sepkit.data.recordings import Recording, scan_recordings
-from sepkit.utils.io import atomic_open, atomic_write_text
+from sepkit.utils.io import atomic_open, atomic_write_csv, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +265,7 @@ def prepare_corpus(
     for split, count, stream in (("valid", spec.n_valid, 1), ("test", spec.n_test, 2)):
         members = [c for c in good if split_of[c.recording.speaker] == split]
         summary[f"{split}_mixtures"] = _write_mixtures(out, split, members, count, spec, stream)
-    _write_csv(
+    atomic_write_csv(
         out / "speakers.csv",
         [{"speaker": s, "split": split_of[s], "gender": genders[s]} for s in sorted(split_of)],
     )
@@ -307,7 +306,7 @@ def _write_training(out: Path, items: list[_Checked], spec: PrepareSpec) -> list
         shown = path.relative_to(out) if path.is_relative_to(out) else path
         rows.append({"id": rid, "path": shown.as_posix(), "speaker": c.recording.speaker,
                      "gender": c.recording.gender, "frames": c.frames})  # fmt: skip
-    _write_csv(out / "train.csv", rows)
+    atomic_write_csv(out / "train.csv", rows)
     return rows
 
 
@@ -356,19 +355,8 @@ def _write_mixtures(
         if all(gender[s] for s in speakers):
             row.update({f"gender_{k + 1}": gender[s] for k, s in enumerate(speakers)})
         rows.append(row)
-    _write_csv(out / f"{split}.csv", rows)
+    atomic_write_csv(out / f"{split}.csv", rows)
     return count
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for r in rows:
-        columns += [c for c in r if c not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
 
 
 # --------------------------------------------------------------------------------------- CLI

@@ -18,7 +18,7 @@ import errno as errno_codes
 import os
 import re
 import tempfile
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -128,6 +128,21 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_open(path, "w") as handle:
         handle.write(text)
+
+
+def atomic_write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Atomically write ``rows`` as CSV; the columns are every key, in order of first use."""
+    import csv
+    import io
+
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def atomic_write_with(path: str | Path, writer: Callable[[IO[bytes]], None]) -> None:
