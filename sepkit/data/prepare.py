@@ -8,8 +8,10 @@ The output (``--out``) is an ordinary sepkit corpus root::
                               already at the rate are read where they are
     valid.csv, test.csv       fixed mixtures of held-out speakers (id, mix_path, s1_path, ...,
                               speaker_1, ..., gender_1, ...)
-    valid/, test/             their audio: mix/, s1/, s2/ ... (32-bit float WAV, mix = sum)
+    valid/, test/             their audio: mix/, s1/, s2/ ... (32-bit float WAV, mix = sum),
+                              and utterances/, the held-out recordings they were cut from
     speakers.csv              each speaker's split and gender
+    bad_recordings.csv        with --skip-bad: the recordings left out, and why
     corpus.json               the settings, a fingerprint of the input, and a summary
 
 Splits are speaker-disjoint and deterministic: the speakers are sorted, shuffled with ``--seed``
@@ -226,13 +228,24 @@ def prepare_corpus(
         raise DataError(f"{source}: none of the {len(checked)} recordings can be used")
     split_of = assign_speakers(genders, spec)
 
-    for name in (*SPLITS, "corpus.json", "train.csv", "valid.csv", "test.csv", "speakers.csv"):
+    for name in (
+        *SPLITS,
+        "train.csv",
+        "valid.csv",
+        "test.csv",
+        "speakers.csv",
+        "bad_recordings.csv",
+    ):
         path = out / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    # Marks the folder as this command's before anything else is written, so that a run cut
+    # short can be repeated: the next run finds an incomplete corpus of its own and redoes it.
+    pending = {"format": CORPUS_FORMAT, "version": CORPUS_VERSION, "complete": False, "key": key}
+    atomic_write_text(out / "corpus.json", json.dumps(pending, indent=2) + "\n")
     if problems:
         write_bad_examples(out / "bad_recordings.csv", problems)
         log.warning("left out %d bad recording(s), listed in %s", len(problems), out)

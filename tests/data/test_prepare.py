@@ -279,3 +279,20 @@ def test_loose_audio_files_need_a_speaker_folder(tmp_path: Path) -> None:
     shutil.copy(next(source.rglob("*.flac")), source / "stray.flac")
     with pytest.raises(DataError, match=r"stray.flac"):
         prepare_corpus(source, tmp_path / "out", SMALL)
+
+
+def test_a_run_cut_short_or_new_settings_rebuild_the_corpus(tmp_path: Path) -> None:
+    source = librispeech_folder(tmp_path / "src")
+    out = tmp_path / "out"
+    prepare_corpus(source, out, SMALL)
+    # A run killed mid-way leaves corpus.json marked incomplete and some files missing.
+    meta = json.loads((out / "corpus.json").read_text())
+    (out / "corpus.json").write_text(json.dumps({**meta, "complete": False}))
+    (out / "test.csv").unlink()
+    again = prepare_corpus(source, out, SMALL)
+    assert again["reused"] is False and len(_csv(out / "test.csv")) == 8
+    # Other settings: the old mixtures go, the new ones come.
+    fewer = PrepareSpec(valid_speakers=2, test_speakers=2, n_valid=3, n_test=4, mix_seconds=2.0)
+    prepare_corpus(source, out, fewer)
+    assert len(_csv(out / "test.csv")) == 4
+    assert len(list((out / "test" / "mix").iterdir())) == 4
