@@ -78,6 +78,9 @@ class Trainer:
         device: torch.device | str | None = None,
     ) -> None:
         self.config = config or TrainConfig()
+        # Python users build TrainConfig by hand: a bad value must fail here, naming the key,
+        # not as a ZeroDivisionError deep in the first step.
+        self.config.validate()
         self.device = runtime.resolve_device(str(device) if device else self.config.device)
         self.module = model.to(self.device)
         self.optimizer = optimizer

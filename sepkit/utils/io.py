@@ -110,6 +110,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise as_write_error(err, path) from err
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600; a plain open() honours the umask
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -123,6 +124,27 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             raise
         raise converted from err
     fsync_dir(path.parent)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux's
+    ``/proc/self/status``): setting it to read it back would race with other threads' files."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from ``open()``: 0666 less the umask (0644 with the usual 022),
+    so that a group on a shared cluster can read checkpoints, reports and audio."""
+    return 0o666 & ~current_umask()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -11,6 +11,7 @@ from helpers.steps import make_batch, make_trainer
 
 from sepkit.data import Batch
 from sepkit.losses import pit_si_snr
+from sepkit.training.config import TrainConfig
 from sepkit.training.trainer import Trainer
 
 
@@ -220,3 +221,12 @@ def test_gradient_accumulation_equals_big_batch() -> None:
     assert two.updates == 1
     for a, b in zip(one.module.parameters(), two.module.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_trainer_refuses_a_bad_config_naming_the_key() -> None:
+    """Before: Trainer(..., TrainConfig(grad_accumulation=0)) was accepted and the first step
+    died of a ZeroDivisionError."""
+    model = torch.nn.Linear(4, 4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"train.grad_accumulation: must be >= 1"):
+        Trainer(model, optimizer, TrainConfig(grad_accumulation=0))
