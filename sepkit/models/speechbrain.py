@@ -99,6 +99,9 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
+#: ``**`` only within these bounds: ``9**9**9**9`` in a downloaded hyperparams.yaml must not
+#: hang the import computing a number with hundreds of millions of digits.
+MAX_EXPONENT, MAX_BASE = 64, 1e6
 
 
 def _arith(text: str) -> Any:
@@ -112,7 +115,10 @@ def _arith(text: str) -> Any:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -ev(node.operand)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+            left, right = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Pow) and (abs(right) > MAX_EXPONENT or abs(left) > MAX_BASE):
+                raise ValueError(f"{text}: {left} ** {right} is too large to evaluate")
+            return _BINOPS[type(node.op)](left, right)
         raise ValueError(text)
 
     return ev(ast.parse(text, mode="eval"))

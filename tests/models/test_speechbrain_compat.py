@@ -301,3 +301,23 @@ def test_card_is_valid_hyperpyyaml(dual_path: Any, tmp_path: Path) -> None:
     assert {k: v.shape for k, v in loaded.items()} == {
         k: v.shape for k, v in masknet.state_dict().items()
     }
+
+
+def test_a_power_tower_in_a_model_card_does_not_hang_the_import(tmp_path: Path) -> None:
+    """``9**9**9**9`` would take the process forever (a number of ~10**8 digits, then more): it
+    is left as text, like any !ref that is not small arithmetic. Run in a child process so that
+    the old behaviour fails the test by its timeout instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "h.yaml"
+    path.write_text("a: !ref 9**9**9**9\nb: !ref 2 ** 10\nc: !ref (-3) ** 3\n")
+    script = (
+        "import sys; from sepkit.models.speechbrain import load_hyperpyyaml; "
+        "d = load_hyperpyyaml(__import__('pathlib').Path(sys.argv[1])); print(repr(d))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{'a': '9**9**9**9', 'b': 1024, 'c': -27}"
