@@ -404,7 +404,11 @@ class Trainer:
                 now = time.monotonic()
                 self.train_seconds = train_seconds_at_start + (now - clock)
                 if self.step % 10 == 0 and isinstance(bar, tqdm):
-                    bar.set_postfix(loss=f"{loss:.2f}", skipped=self.nonfinite_count)
+                    # Redrawn with the bar's own updates: a forced redraw in a log file (every
+                    # update spaced by mininterval) repeats a stale count ("0/375").
+                    bar.set_postfix(
+                        loss=f"{loss:.2f}", skipped=self.nonfinite_count, refresh=self._tty
+                    )
                 # Decisions that depend on clocks use what all ranks agreed in this step.
                 time_spent, checkpoint_time = (flag > 0 for flag in self._agreed_flags[:2])
                 agreed_seconds = self._agreed_flags[2] / self.world_size
@@ -548,8 +552,13 @@ class Trainer:
             desc=desc,
             leave=False,
             dynamic_ncols=True,
-            mininterval=0.5 if sys.stderr.isatty() else 30.0,
+            mininterval=0.5 if self._tty else 30.0,
         )
+
+    @property
+    def _tty(self) -> bool:
+        """Whether the progress bar draws on a terminal (else into a log: rarely, and in full)."""
+        return sys.stderr.isatty()
 
     def close(self) -> None:
         """Flush ``metrics.csv`` and close TensorBoard's writer (its thread and open event file).

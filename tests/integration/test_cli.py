@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.training import train_overrides
+from helpers.training import DEMO_RECIPE, train_overrides
 
 from sepkit.cli import main
 
-RECIPE = Path(__file__).parents[2] / "recipes" / "demo.yaml"
+RECIPE = DEMO_RECIPE
 SUBCOMMANDS = [
     "demo",
     "prepare",
@@ -99,3 +99,21 @@ def test_second_trainer_on_a_busy_run_dir_is_refused(demo_corpus: Path, tmp_path
         assert [p.name for p in run.iterdir()] == [RUN_LOCK]
     free = sepkit(*args, *train_overrides(demo_corpus, "train.max_steps=1"))
     assert free.returncode == 0, free.stderr[-2000:]
+
+
+def test_progress_in_a_log_file_is_not_a_stale_count(demo_corpus: Path, tmp_path: Path) -> None:
+    """Training with stderr into a file (a cluster job's log): the bar is drawn when its count
+    moves on, not every 10 steps with the count it had 30 s before ("0/12", "0/12", ...)."""
+    result = sepkit(
+        "train", str(RECIPE), "--run-dir", str(tmp_path / "run"), "--no-test",
+        *train_overrides(
+            demo_corpus, "train.epochs=2", "train.progress_bar=true", "data.batch_size=1"
+        ),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    drawn = [part for part in result.stderr.replace("\r", "\n").splitlines() if "/24 [" in part]
+    counts = [part.split("|")[-1].split("[")[0].strip() for part in drawn]
+    assert drawn, result.stderr[-2000:]
+    # 24 steps an epoch in a few seconds: the first draw ("0/24"), and at most one more per
+    # epoch; redrawn every 10 steps, the old bar printed "0/24" three times an epoch
+    assert len(counts) <= 2 * 2, counts
