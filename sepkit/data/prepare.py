@@ -385,7 +385,12 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         "file with the columns path,speaker[,gender]",
     )
     parser.add_argument("--out", type=Path, required=True, help="corpus folder to write")
-    parser.add_argument("--sample-rate", type=int, default=d.sample_rate)
+    parser.add_argument(
+        "--sample-rate",
+        type=int,
+        default=d.sample_rate,
+        help="rate of the corpus; recordings at other rates are resampled (default 8000)",
+    )
     parser.add_argument("--num-spks", type=int, default=d.num_spks, help="speakers per mixture")
     parser.add_argument(
         "--valid-speakers", type=int, default=0, help="held-out validation speakers (default 5%%)"
@@ -404,8 +409,15 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gain-db", type=float, default=d.gain_db, help="relative levels within +-GAIN_DB"
     )
-    parser.add_argument("--min-seconds", type=float, default=d.min_seconds)
-    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=d.min_seconds,
+        help="shorter recordings are unusable (default 1)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=d.seed, help="which speakers are held out, and the mixtures"
+    )
     parser.add_argument(
         "--skip-bad", action="store_true", help="leave unusable recordings out instead of failing"
     )
