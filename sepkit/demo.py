@@ -29,7 +29,10 @@ from typing import Any
 from sepkit.config import load_recipe
 
 PACKAGE = Path(__file__).resolve().parent
-RECIPES = {"real": PACKAGE / "recipes" / "demo.yaml", "synthetic": PACKAGE / "recipes" / "demo-synthetic.yaml"}  # fmt: skip
+RECIPES = {
+    "real": PACKAGE / "recipes" / "demo.yaml",
+    "synthetic": PACKAGE / "recipes" / "demo-synthetic.yaml",
+}
 #: Real read speech shipped with sepkit: one utterance of each of 200 LibriSpeech speakers, 8 kHz.
 REAL_SPEECH = PACKAGE / "corpora" / "librispeech-mini"
 #: Held-out speakers of the real corpus (half female, half male).

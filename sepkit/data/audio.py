@@ -65,15 +65,12 @@ def active_rms(x: np.ndarray, rate: int) -> float:
 
 
 def speech_share(x: np.ndarray, rate: int, level: float, below_db: float = 20.0) -> float:
-    """Share of ``x``'s 20 ms frames whose RMS comes within ``below_db`` of ``level`` (an active
+    """Share of ``x``'s 20 ms frames whose energy comes within ``below_db`` of ``level`` (an active
     RMS measured on the whole recording): how much of a crop is speech rather than pause."""
-    n = max(1, int(FRAME_S * rate))
-    frames = len(x) // n
-    if frames == 0:
+    if len(x) < max(1, int(FRAME_S * rate)):
         return 0.0
-    e = np.mean(np.square(x[: frames * n].reshape(frames, n), dtype=np.float64), axis=1)
-    floor = (level * 10 ** (-below_db / 20)) ** 2
-    return float(np.mean(e > floor))
+    floor_db = 20.0 * np.log10(level + 1e-20) - below_db
+    return float(np.mean(frame_energy_db(x, rate) > floor_db))
 
 
 def trim_silence(x: np.ndarray, rate: int, rel_db: float = -45.0) -> np.ndarray:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
 import shutil
@@ -51,7 +50,7 @@ from sepkit.data.corpus import Record
 from sepkit.data.dynamic_mixing import DynamicMixer
 from sepkit.data.errors import DataError, Problem, format_problems, write_bad_examples
 from sepkit.data.recordings import Recording, scan_recordings
-from sepkit.utils.io import atomic_open, atomic_write_csv, atomic_write_text
+from sepkit.utils.io import atomic_write_csv, atomic_write_text, atomic_write_with
 
 log = logging.getLogger(__name__)
 
@@ -327,17 +326,12 @@ def _write_flac(path: Path, x: np.ndarray, rate: int) -> None:
     peak = float(np.abs(x).max()) if x.size else 0.0
     if peak > 1.0:  # 16-bit FLAC cannot hold it; the mixer normalises levels anyway
         x = x / peak
-    buffer = io.BytesIO()
-    sf.write(buffer, x, rate, format="FLAC", subtype="PCM_16")
-    with atomic_open(path, "wb") as handle:
-        handle.write(buffer.getvalue())
+    atomic_write_with(path, lambda h: sf.write(h, x, rate, format="FLAC", subtype="PCM_16"))
 
 
 def _write_wav(path: Path, x: np.ndarray, rate: int) -> None:
-    buffer = io.BytesIO()
-    sf.write(buffer, x, rate, format="WAV", subtype="FLOAT")
-    with atomic_open(path, "wb") as handle:
-        handle.write(buffer.getvalue())
+    """32-bit float, so that a mixture is exactly the sum of its sources."""
+    atomic_write_with(path, lambda h: sf.write(h, x, rate, format="WAV", subtype="FLOAT"))
 
 
 def _write_mixtures(

@@ -14,7 +14,9 @@ the operating system's cause even when a library (``torch.save``) wrapped it in 
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno as errno_codes
+import io
 import os
 import re
 import tempfile
@@ -154,9 +156,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """Atomically write ``rows`` as CSV; the columns are every key, in order of first use."""
-    import csv
-    import io
-
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
