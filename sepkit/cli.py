@@ -2,6 +2,8 @@
 
 Every user-facing failure (bad config key, bad data file, corrupt checkpoint...) is printed as one
 ``sepkit: error: ...`` message naming the culprit, with exit status 2, instead of a traceback.
+A disk or OS error exits 3; a training run stopped by ``train.nonfinite_patience`` (every recent
+batch skipped) exits 4, after writing a checkpoint.
 """
 
 from __future__ import annotations
@@ -211,6 +213,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _stalled_error() -> type[BaseException]:
+    from sepkit.training.patience import TrainingStalledError
+
+    return TrainingStalledError
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     parser = build_parser()
@@ -227,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as err:
         print(f"sepkit: error: {err}", file=sys.stderr)
         return 2
+    except _stalled_error() as err:
+        print(f"sepkit: error: {err}", file=sys.stderr)
+        return 4
     except OSError as err:  # disk full, read-only file system...
         where = f"{err.filename}: " if err.filename else ""
         print(f"sepkit: error: {where}{err.strerror or err}", file=sys.stderr)

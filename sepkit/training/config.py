@@ -17,6 +17,9 @@ class TrainConfig:
     threshold: float = -30.0  # keep examples whose loss (negative SI-SNR, dB) is above this
     clip_grad_norm: float = 5.0  # negative disables clipping
     loss_upper_lim: float = 999999.0  # a step whose loss is above this is skipped
+    # stop (checkpoint, error, non-zero exit) after this many training batches *in a row* were
+    # skipped without an update; null = never (sepkit/training/patience.py)
+    nonfinite_patience: int | None = 100
     save_audio: bool = False
     n_audio_to_save: int | None = None  # None = all test examples
     # test and separate with the estimate averaged over this many sub-frame shifts of the input
@@ -33,7 +36,7 @@ class TrainConfig:
     ema_decay: float | None = None
     # --- how long ---
     epochs: int = 10
-    max_steps: int | None = None  # optimiser updates, counted across epochs
+    max_steps: int | None = None  # optimiser updates (skipped batches do not count), across epochs
     max_minutes: float | None = None  # wall-clock budget of the training loop (resumes count on)
     # --- schedule and stopping ---
     # plateau: halve on a validation plateau; cosine: anneal to min_lr over the run's budget
@@ -42,7 +45,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     min_lr: float = 1e-6
-    warmup_steps: int = 0  # cosine: linear warm-up over the first steps
+    warmup_steps: int = 0  # cosine: linear warm-up over the first optimiser updates
     early_stopping_patience: int | None = None  # epochs without validation improvement
     # --- checkpoints and logging ---
     checkpoint_every_steps: int | None = None
@@ -68,6 +71,8 @@ class TrainConfig:
             raise ValueError("train.max_steps: must be >= 1 or null")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError("train.max_minutes: must be > 0 or null")
+        if self.nonfinite_patience is not None and self.nonfinite_patience < 1:
+            raise ValueError("train.nonfinite_patience: must be >= 1 or null (never stop)")
         if self.warmup_steps < 0:
             raise ValueError("train.warmup_steps: must be >= 0")
         if self.keep_best < 0:

@@ -15,7 +15,9 @@ import csv
 import errno
 import io
 import logging
-import threading
+import os
+import socket
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,43 +109,83 @@ def _as_int(value: str | None) -> int:
         return 0
 
 
-class TensorBoardLog:
-    """TensorBoard scalars: an optional extra that must neither stop a run nor spray tracebacks.
+class EventFile:
+    """One TensorBoard event file, written synchronously by the caller's thread.
 
-    The writer works in a background thread; when the disk fills up, that thread dies printing a
-    traceback and the next call in the main thread re-raises its error, without a file name. Here
-    the first failure turns TensorBoard off with one warning. ``metrics.csv``, on the same disk, is
-    the log that matters: its next write fails with an error naming it, and the run stops.
-
-    The writer (its thread and its event file) is created with the first scalar, so a trainer
-    that only evaluates leaves no empty event file in the run directory.
+    Not ``SummaryWriter``: its writes happen in a background thread which, when the disk fills,
+    dies printing a traceback, and the main thread sees the error later without a file name.
+    Quieting that thread took replacing the process-wide ``threading.excepthook``, which library
+    code must not do. Scalars are a few dozen bytes per step: written here, buffered by the file
+    and flushed with ``metrics.csv``, they cost nothing a thread would save, and a failure is an
+    ``OSError`` raised where it happens.
     """
 
     def __init__(self, folder: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter  # ImportError: not installed
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        self._event, self._summary = Event, Summary
+        folder.mkdir(parents=True, exist_ok=True)
+        # TensorBoard's own naming, so its loaders order and pick the files as usual.
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
+        self.path = folder / f"{name}.0"
+        self._records = RecordWriter(self.path.open("wb"))
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        summary = self._summary(
+            value=[
+                self._summary.Value(tag=tag, simple_value=float(value))
+                for tag, value in values.items()
+            ]
+        )
+        self._write(self._event(wall_time=time.time(), step=step, summary=summary))
+
+    def _write(self, event: Any) -> None:
+        self._records.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        self._records.flush()
+
+    def close(self) -> None:
+        self._records.close()
+
+
+class TensorBoardLog:
+    """TensorBoard scalars: an optional extra that must neither stop a run nor spray tracebacks.
+
+    The first failure (a full disk, a folder that cannot be created) turns TensorBoard off with
+    one warning naming the folder. ``metrics.csv``, on the same disk, is the log that matters: its
+    next write fails with an error naming it, and the run stops.
+
+    The event file is created with the first scalar, so a trainer that only evaluates leaves no
+    empty event file in the run directory.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        # Fails here, once, if tensorboard is missing or broken (see Telemetry).
+        import tensorboard.compat.proto.event_pb2  # noqa: F401
 
         self.folder = folder
-        self._new_writer: Callable[[], Any] = lambda: SummaryWriter(str(folder))
-        self.writer: Any = None
+        self.writer: EventFile | None = None
         self.closed = False  # by close() or by a failure: stays off
-        _quiet_tensorboard_thread_errors()
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         def write() -> None:
             if self.writer is None:
-                self.writer = self._new_writer()
-            for tag, value in values.items():
-                self.writer.add_scalar(tag, value, step)
+                self.writer = EventFile(self.folder)
+            self.writer.scalars(values, step)
 
         self._call(write)
 
     def flush(self) -> None:
         if self.writer is not None:
-            self._call(lambda: self.writer.flush())
+            self._call(self.writer.flush)
 
     def close(self) -> None:
         if self.writer is not None:
-            self._call(lambda: self.writer.close())
+            self._call(self.writer.close)
         self.writer = None
         self.closed = True
 
@@ -161,20 +203,21 @@ class TensorBoardLog:
                     writer.close()
 
 
-def _quiet_tensorboard_thread_errors() -> None:
-    """Let a dying TensorBoard writer thread exit without a traceback on stderr: its OSError is
-    re-raised in the main thread, where :class:`TensorBoardLog` reports it in one line."""
-    previous = threading.excepthook
-    if getattr(previous, "sepkit_quiets_tensorboard", False):
-        return
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        from_tensorboard = type(args.thread).__module__.startswith("tensorboard.")
-        if not (from_tensorboard and isinstance(args.exc_value, OSError)):
-            previous(args)
-
-    hook.sepkit_quiets_tensorboard = True  # type: ignore[attr-defined]
-    threading.excepthook = hook
+def open_tensorboard(folder: Path) -> TensorBoardLog | None:
+    """TensorBoard for a run, or None with one message saying why not: not installed (info),
+    or installed but failing to import (a warning with the error, e.g. a protobuf mismatch)."""
+    try:
+        return TensorBoardLog(folder)
+    except ModuleNotFoundError as err:
+        if err.name != "tensorboard":
+            log.warning("TensorBoard is off: importing it failed (%s); metrics.csv only", err)
+        else:
+            log.info(
+                "TensorBoard is not installed (pip install 'sepkit[tensorboard]'): metrics.csv only"
+            )
+    except Exception as err:
+        log.warning("TensorBoard is off: importing it failed (%s); metrics.csv only", err)
+    return None
 
 
 class Telemetry:
@@ -191,10 +234,7 @@ class Telemetry:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.steps = CsvLog(run_dir / "metrics.csv", STEP_COLUMNS)
         self.valid = CsvLog(run_dir / "valid.csv", VALID_COLUMNS)
-        try:
-            self.tb = TensorBoardLog(run_dir / "tensorboard")
-        except Exception:  # tensorboard not installed (or its folder not writable): CSV only
-            self.tb = None
+        self.tb = open_tensorboard(run_dir / "tensorboard")
 
     def step(self, row: dict[str, Any]) -> None:
         if self.steps is None:

@@ -42,8 +42,9 @@ from sepkit.training import runtime
 from sepkit.training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
 from sepkit.training.config import TrainConfig
 from sepkit.training.ema import WeightEMA
+from sepkit.training.patience import SkipStreak, TrainingStalledError
 from sepkit.training.schedule import budget_progress, cosine_factor
-from sepkit.training.step_guard import NONFINITE_GRAD, StepDecision, StepGuard
+from sepkit.training.step_guard import NONFINITE_GRAD, NONFINITE_LOSS, StepDecision, StepGuard
 from sepkit.training.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.nonfinite_count = 0
         self.skip_reasons: Counter[str] = Counter()
+        self.skip_streak = SkipStreak()  # skipped batches since the latest update
         self.best_valid: float | None = None
         self.epochs_without_improvement = 0
         self.train_seconds = 0.0
@@ -139,6 +141,7 @@ class Trainer:
         self._micro_index = 0  # position inside a gradient-accumulation cycle
         self._contributing = 0  # micro-batches of this cycle that ran backward
         self._resumed = False
+        self._stepped = False  # whether the latest fit_batch made an optimiser update
         # Per-rank clock readings the loop wants agreed across ranks: (time budget spent,
         # time-based checkpoint due). Sent with the step's all-reduce; summed results land in
         # _agreed_flags. Empty outside fit(), so fit_batch alone sends nothing extra.
@@ -183,23 +186,65 @@ class Trainer:
         grad_norm: float | None = None
         clipped = False
         reason = decision.reason
+        self._stepped = False
         if is_update:
-            if self._contributing:
-                if self.distributed and not decision.take_step:
-                    self._allreduce_grads()  # DDP's hook did not run for this micro-batch
-                grad_norm, clipped, stepped = self._update()
-                if not stepped:
-                    reason = reason or NONFINITE_GRAD
-                    if decision.take_step:  # not counted above
-                        self.nonfinite_count += 1
-                        self.skip_reasons[NONFINITE_GRAD] += 1
-            self.optimizer.zero_grad(set_to_none=True)
-            self._contributing = 0
-        self._micro_index = (self._micro_index + 1) % accumulate
+            # DDP's hook averaged the gradients only if this micro-batch ran backward.
+            grad_norm, clipped, stepped = self._end_cycle(synced=decision.take_step)
+            self._stepped = bool(stepped)
+            if stepped is False:
+                reason = reason or NONFINITE_GRAD
+                if decision.take_step:  # not counted above
+                    self.nonfinite_count += 1
+                    self.skip_reasons[NONFINITE_GRAD] += 1
+        else:
+            self._micro_index += 1
 
         self.step += 1
+        if reason:
+            ids = batch.ids
+            if reason == decision.reason == NONFINITE_LOSS:
+                ids = [batch.ids[i] for i in decision.nonfinite_local if i < len(batch.ids)]
+            self.skip_streak.skipped(self.step, reason, ids)
+        elif is_update and self._stepped:
+            self.skip_streak.updated()
         self._log_step(batch, decision, reason, grad_norm, clipped, time.perf_counter() - started)
         return decision.loss
+
+    def _end_cycle(self, synced: bool) -> tuple[float | None, bool, bool | None]:
+        """Update from the accumulation cycle's gradients and start a new cycle.
+
+        ``synced``: the gradients are already averaged across ranks (DDP's hook ran). Returns
+        (norm before clipping, clipped, stepped); ``stepped`` is None when no micro-batch of the
+        cycle ran backward (nothing to update from).
+        """
+        grad_norm: float | None = None
+        clipped = False
+        stepped: bool | None = None
+        if self._contributing:
+            if self.distributed and not synced:
+                self._allreduce_grads()
+            grad_norm, clipped, stepped = self._update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._contributing = 0
+        self._micro_index = 0
+        return grad_norm, clipped, stepped
+
+    def _finish_partial_cycle(self) -> None:
+        """Close an accumulation cycle cut short by the end of an epoch or of the budget: update
+        from the micro-batches it has (their mean), as Lightning does at an epoch's end.
+
+        So no cycle spans a checkpoint: every checkpoint is written between cycles and a resume
+        is exact without saving pending gradients (which under DDP differ per rank).
+        """
+        if self._micro_index == 0:
+            return
+        _, _, stepped = self._end_cycle(synced=False)
+        if stepped:
+            self.skip_streak.updated()
+        elif stepped is False:
+            self.nonfinite_count += 1
+            self.skip_reasons[NONFINITE_GRAD] += 1
+            self.skip_streak.skipped(self.step, NONFINITE_GRAD, [])
 
     def _update(self) -> tuple[float, bool, bool]:
         """Unscale, check and clip the gradient, step. Returns (norm before clipping, clipped, stepped)."""
@@ -219,8 +264,10 @@ class Trainer:
             self._loss_scale = self.scaler.get_scale()
         if not math.isfinite(total):
             if self.scaler.is_enabled():
-                # Record the overflow so fp16 recovers: back the scale off, skip the step.
-                self.scaler.update(self._loss_scale * self.scaler.get_backoff_factor())
+                # unscale_ recorded the overflow: update() backs the scale off *and* restarts the
+                # growth count, exactly as GradScaler's own step/update pair does. (Setting the
+                # scale by hand left the count running, so the scale grew straight back.)
+                self.scaler.update()
             return total, False, False
         # Finite norm => no inf/NaN in the grads, so step directly (scaler.step would re-check).
         self.optimizer.step()
@@ -277,12 +324,13 @@ class Trainer:
     def evaluate_batch(self, batch: Batch, stage: Stage = "valid") -> float:
         """Loss of one batch without gradients; in the test stage also per-utterance metrics and,
         with ``save_audio``, WAV files for at most ``n_audio_to_save`` examples."""
-        total, count = self._evaluate_sum(batch, stage)
-        return total / count if count else math.nan
+        values = [value for _, value in self._example_losses(batch, stage)]
+        return math.fsum(values) / len(values) if values else math.nan
 
     @torch.no_grad()
-    def _evaluate_sum(self, batch: Batch, stage: Stage) -> tuple[float, int]:
-        """Sum and number of the batch's example losses that mean something (finite, defined).
+    def _example_losses(self, batch: Batch, stage: Stage) -> list[tuple[str, float]]:
+        """``(example id, loss)`` of the batch's examples whose loss means something (finite,
+        defined).
 
         Under ``no_grad`` itself, not only through ``evaluate_batch``: ``evaluate`` (every
         validation and test pass) calls it directly, and built an unused autograd graph per batch.
@@ -306,7 +354,8 @@ class Trainer:
         if not bool(finite.all()):
             bad = [batch.ids[i] for i in (~finite).nonzero().flatten().tolist()]
             log.warning("%s: nonfinite loss for %s; left out of the mean", stage, ", ".join(bad))
-        return float(values.sum()), int(values.numel())
+        kept = (finite & defined).nonzero().flatten().tolist()
+        return list(zip((batch.ids[i] for i in kept), values.tolist(), strict=True))
 
     def _test_outputs(self, batch: Batch, aligned: Tensor) -> None:
         from sepkit.evaluation.audio import save_example_audio
@@ -329,18 +378,27 @@ class Trainer:
                 self._audio_saved += 1
 
     def evaluate(self, loader: Iterable[Batch], stage: Stage = "valid") -> float:
-        """Mean loss over a loader's examples (nonfinite and undefined ones left out)."""
-        total, count = 0.0, 0
-        bar = self._progress(loader, desc=stage)
-        for batch in bar:
-            batch_total, batch_count = self._evaluate_sum(batch, stage)
-            total += batch_total
-            count += batch_count
-        sums = torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
+        """Mean loss over a loader's examples (nonfinite and undefined ones left out).
+
+        Under DDP each example counts once, by id: a distributed sampler pads the ranks' shares
+        to equal length by repeating a few examples, and counting those twice made the
+        validation loss (and with it ``best.pt``) depend on the world size. The sum is exactly
+        rounded (``math.fsum``), so its order, which differs between 1 and N processes, does not
+        matter either.
+        """
+        losses: list[tuple[str, float]] = []
+        for batch in self._progress(loader, desc=stage):
+            losses.extend(self._example_losses(batch, stage))
+        values = [value for _, value in losses]
         if self.distributed:
-            dist.all_reduce(sums)
-        total, count = sums.tolist()
-        return total / count if count else math.nan
+            gathered: list[list[tuple[str, float]] | None] = [None] * self.world_size
+            dist.all_gather_object(gathered, losses)
+            once: dict[str, float] = {}
+            for part in gathered:
+                for utt_id, value in part or []:
+                    once.setdefault(utt_id, value)
+            values = list(once.values())
+        return math.fsum(values) / len(values) if values else math.nan
 
     def test(self, loader: Iterable[Batch], metrics: Sequence[str] | None = None) -> dict[str, Any]:
         """Per-utterance metrics over the test set (one pass); on rank 0 with a run directory,
@@ -403,6 +461,7 @@ class Trainer:
                 self.batch_in_epoch += 1
                 now = time.monotonic()
                 self.train_seconds = train_seconds_at_start + (now - clock)
+                self._check_patience()
                 if self.step % 10 == 0 and isinstance(bar, tqdm):
                     # Redrawn with the bar's own updates: a forced redraw in a log file (every
                     # update spaced by mininterval) repeats a stale count ("0/375").
@@ -430,6 +489,7 @@ class Trainer:
                 if budget_hit:
                     break
             self._loop_flags = []
+            self._finish_partial_cycle()
             if not budget_hit:  # a full epoch: the next one starts from its first batch
                 self.epoch += 1
                 self.batch_in_epoch = 0
@@ -452,6 +512,23 @@ class Trainer:
             "best_valid_loss": self.best_valid,
             "train_seconds": self.train_seconds,
         }
+
+    def _check_patience(self) -> None:
+        """Stop a run whose latest ``nonfinite_patience`` batches were all skipped: checkpoint the
+        state (so nothing is lost and the skipped examples can be inspected), then raise.
+
+        Every rank takes the same skip decisions (they are agreed in the step's all-reduce), so
+        every rank stops at the same batch and meets the checkpoint's barrier."""
+        patience = self.config.nonfinite_patience
+        if patience is None or self.skip_streak.length < patience or self._micro_index != 0:
+            return
+        path = self.save_checkpoint()
+        message = self.skip_streak.message(
+            patience, self.config.threshold, self.config.loss_upper_lim
+        )
+        if path is not None:
+            message += f"\nThe state at this step is saved in {path}."
+        raise TrainingStalledError(message)
 
     def _start_epoch(self, loader: Iterable[Batch]) -> None:
         """Position the data order at (epoch, batch_in_epoch) so a resume continues exactly."""
@@ -482,14 +559,16 @@ class Trainer:
         within = self.batch_in_epoch / batches_per_epoch if batches_per_epoch else 0.0
         progress = budget_progress(
             epoch_fraction=(self.epoch + within) / epochs,
-            step=self.step,
+            step=self.updates,
             max_steps=self.config.max_steps,
             seconds=seconds,
             max_minutes=self.config.max_minutes,
         )
         for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
             floor = min(1.0, self.config.min_lr / base)
-            group["lr"] = base * cosine_factor(progress, self.step, self.config.warmup_steps, floor)
+            group["lr"] = base * cosine_factor(
+                progress, self.updates, self.config.warmup_steps, floor
+            )
 
     def _budget_exhausted(self) -> tuple[bool, str]:
         budget_hit, reason = self._step_budget_exhausted()
@@ -499,7 +578,7 @@ class Trainer:
 
     def _step_budget_exhausted(self) -> tuple[bool, str]:
         cfg = self.config
-        if cfg.max_steps is not None and self.step >= cfg.max_steps:
+        if cfg.max_steps is not None and self.updates >= cfg.max_steps:
             return True, "max_steps"
         return False, "epochs"
 
@@ -595,7 +674,8 @@ class Trainer:
         return self.module
 
     # ================================================================ checkpoints ===============
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, rng_states: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The full training state; ``rng_states``: every rank's (default: this process's)."""
         ema = None
         if self.ema is not None:  # model_state holds the average; resume needs the raw weights
             ema = {**self.ema.state_dict(), "train_model_state": self.module.state_dict()}
@@ -617,7 +697,8 @@ class Trainer:
                 "epochs_without_improvement": self.epochs_without_improvement,
                 "train_seconds": self.train_seconds,
             },
-            "rng": runtime.rng_state(),
+            # One RNG state per rank (ranks are seeded seed + rank): see _rank_rng_states.
+            "rng": {"per_rank": rng_states or [runtime.rng_state()]},
             "config": self.run_config,
             "sample_rate": self.sample_rate,
         }
@@ -649,19 +730,49 @@ class Trainer:
         self.best_valid = counters["best_valid"]
         self.epochs_without_improvement = counters["epochs_without_improvement"]
         self.train_seconds = counters["train_seconds"]
-        runtime.set_rng_state(state["rng"])
+        self._restore_rng(state["rng"])
         self._micro_index = 0
         self._contributing = 0
         self.optimizer.zero_grad(set_to_none=True)
 
+    def _rank_rng_states(self) -> list[dict[str, Any]]:
+        """Every rank's RNG state, gathered (all ranks must call this together under DDP).
+
+        Each rank draws its own dropout masks and augmentations from its own stream; saving
+        rank 0's alone and restoring it everywhere made the ranks draw identical masks after a
+        resume, so the resumed run left the uninterrupted one."""
+        local = runtime.rng_state()
+        if not self.distributed:
+            return [local]
+        gathered: list[dict[str, Any] | None] = [None] * self.world_size
+        dist.all_gather_object(gathered, local)
+        return [state for state in gathered if state is not None]
+
+    def _restore_rng(self, saved: dict[str, Any]) -> None:
+        """This rank's state from a checkpoint; checkpoints before per-rank states hold one."""
+        per_rank = saved.get("per_rank", [saved])
+        if self.rank < len(per_rank):
+            runtime.set_rng_state(per_rank[self.rank])
+            return
+        # More ranks than when saved: no exact resume is possible; a stream of this rank's own
+        # keeps its dropout masks and augmentations different from the other ranks'.
+        runtime.set_rng_state(per_rank[0])
+        runtime.seed_everything(int(torch.randint(2**31, ())) + self.rank)
+        log.warning(
+            "rank %d: the checkpoint holds RNG states of %d ranks; this rank starts a new stream",
+            self.rank,
+            len(per_rank),
+        )
+
     def save_checkpoint(self) -> Path | None:
         """Checkpoint the full training state (rank 0 writes; other ranks wait for it)."""
         path = None
+        rng_states = self._rank_rng_states() if self.checkpoints is not None else None
         if self.checkpoints is not None and self.is_main:
             self.telemetry.flush()
             valid = self._last_valid
             valid = valid if valid is not None and math.isfinite(valid) else None
-            path = self.checkpoints.save(self.state_dict(), self.step, valid)
+            path = self.checkpoints.save(self.state_dict(rng_states), self.step, valid)
             self._last_valid = None
         if self.distributed:
             dist.barrier()

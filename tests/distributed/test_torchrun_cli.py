@@ -12,16 +12,20 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.processes import kill_tree
-from helpers.training import train_args
+from helpers.training import TINY_DROPOUT_MODEL, recipe_with_model, train_args
 
 from sepkit.training.checkpoint import CheckpointManager, load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def command(run_dir: Path, corpus: Path, *extra: str) -> list[str]:
+def command(run_dir: Path, corpus: Path, *extra: str, recipe: Path | None = None) -> list[str]:
+    """torchrun with 2 workers; ``recipe``: a recipe whose own model is used as it is."""
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m"]
-    return [sys.executable, *launcher, *train_args(run_dir, corpus, *extra)]
+    args = train_args(run_dir, corpus, *extra)
+    if recipe is not None:
+        args = train_args(run_dir, corpus, *extra, model=(), recipe=recipe)
+    return [sys.executable, *launcher, *args]
 
 
 @pytest.mark.slow
@@ -55,17 +59,24 @@ def test_time_budget_and_time_checkpoints_end_all_ranks_together(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("dropout", [False, True], ids=["convtasnet", "dprnn-dropout"])
 def test_killed_torchrun_job_resumes_on_both_ranks_exactly(
-    demo_corpus: Path, tmp_path: Path
+    demo_corpus: Path, tmp_path: Path, dropout: bool
 ) -> None:
+    """With dropout (issue 19.3): before, only rank 0's RNG state was saved and every rank
+    restored it, so after the resume both ranks drew the same dropout masks and the weights left
+    the uninterrupted run's."""
     extra = ("train.epochs=12", "train.checkpoint_every_steps=5", "seed=5")
+    recipe = recipe_with_model(tmp_path, TINY_DROPOUT_MODEL) if dropout else None
     reference = tmp_path / "reference"
-    subprocess.run(command(reference, demo_corpus, *extra), env=ENV, check=True, timeout=300)
+    subprocess.run(
+        command(reference, demo_corpus, *extra, recipe=recipe), env=ENV, check=True, timeout=300
+    )
 
     run_dir = tmp_path / "killed"
     # The whole job dies at once, as on a preempted node: torchrun and both workers.
     proc = subprocess.Popen(
-        command(run_dir, demo_corpus, *extra),
+        command(run_dir, demo_corpus, *extra, recipe=recipe),
         env=ENV,
         stderr=subprocess.DEVNULL,
     )
@@ -80,7 +91,9 @@ def test_killed_torchrun_job_resumes_on_both_ranks_exactly(
     time.sleep(1.0)  # let the kernel reap the workers before reading the directory
     killed_at = CheckpointManager(run_dir / "checkpoints").list()[-1].step
 
-    subprocess.run(command(run_dir, demo_corpus, *extra), env=ENV, check=True, timeout=300)
+    subprocess.run(
+        command(run_dir, demo_corpus, *extra, recipe=recipe), env=ENV, check=True, timeout=300
+    )
     log = (run_dir / "train.log").read_text()
     assert f"step {killed_at})" in log.split("resumed from")[1].splitlines()[0]
     final = load_checkpoint(CheckpointManager(run_dir / "checkpoints").list()[-1].path)

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from helpers.processes import kill_tree
 from helpers.tiny_model import TinySeparator
 from sepkit.data import Batch
+from sepkit.data.batch import Example, collate
+from sepkit.data.sampler import ResumableSampler
 from sepkit.losses import pit_si_snr
 from sepkit.training import TrainConfig
 from sepkit.training.trainer import Trainer
@@ -154,7 +156,7 @@ def scenario(name: str, spec: str = "") -> tuple[TrainConfig, list[Batch]]:
         Failure.decode(spec or Failure().encode())  # checked here; raised by the worker
     elif name == "grad_accumulation":
         cfg = TrainConfig(progress_bar=False, clip_grad_norm=5.0, grad_accumulation=2)
-    elif name != "same_as_single":
+    elif name not in ("same_as_single", "odd_validation"):
         raise ValueError(f"unknown scenario {name}")
     return cfg, batches
 
@@ -231,3 +233,25 @@ def single_process(name: str, spec: str = "") -> Trainer:
         arm_grad_fault(trainer.module, name, spec, step, rank=None)
         trainer.fit_batch(batch)
     return trainer
+
+
+#: Validation examples of ``odd_validation``: an odd count, so the sampler pads rank 1's share
+#: with a repeat of the first example (3 + 3 batches for 5 examples).
+VALID_EXAMPLES = 5
+
+
+def validation_loader(rank: int = 0, world: int = 1) -> torch.utils.data.DataLoader:
+    """The product's sampler (padded by wrapping under DDP) over ``VALID_EXAMPLES`` examples of
+    different loudness, so a repeated example shifts the mean loss."""
+    examples = []
+    for index in range(VALID_EXAMPLES):
+        batch = global_batch(50 + index)
+        sources = batch.sources[0] * torch.tensor([[1.0], [0.2 + 0.3 * index]])
+        examples.append(Example(f"valid-{index}", sources.sum(0), sources))
+    sampler = ResumableSampler(len(examples), shuffle=False, rank=rank, world_size=world)
+    return torch.utils.data.DataLoader(
+        examples,  # type: ignore[arg-type]
+        batch_size=1,
+        sampler=sampler,
+        collate_fn=collate,
+    )

@@ -45,8 +45,12 @@ def train(name: str, spec: str, out: Path) -> None:
             raise sc.RankFailure(f"rank {rank} fails alone at step {step}")
         sc.arm_grad_fault(trainer.module, name, spec, step, rank)
         losses.append(trainer.fit_batch(sc.rank_slice(batch, rank, world)))
+    valid_loss = None
+    if name == "odd_validation":
+        valid_loss = trainer.evaluate(sc.validation_loader(rank, world))
     torch.save(
         {
+            "valid_loss": valid_loss,
             "state": trainer.module.state_dict(),
             "losses": losses,
             "nonfinite_count": trainer.nonfinite_count,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 # A Conv-TasNet small enough that a training step takes a few milliseconds on one core.
 TINY_MODEL = [
@@ -19,20 +22,48 @@ TINY_MODEL = [
 DEMO_RECIPE = Path(__file__).parents[2] / "recipes" / "demo-synthetic.yaml"
 
 
-def train_args(run_dir: Path, corpus: Path, *extra: str) -> list[str]:
+# A dual-path RNN with dropout: training draws from the RNG at every step.
+TINY_DROPOUT_MODEL = {
+    "name": "dprnn",
+    "N": 16,
+    "L": 16,
+    "hidden": 8,
+    "chunk_size": 20,
+    "num_blocks": 1,
+    "dropout": 0.3,
+}
+
+
+def recipe_with_model(directory: Path, model: dict[str, object]) -> Path:
+    """The demo recipe with its ``model`` section replaced (overrides can only change keys of
+    the recipe's own model)."""
+    recipe = yaml.safe_load(DEMO_RECIPE.read_text())
+    recipe["model"] = model
+    path = directory / f"recipe-{model['name']}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def train_args(
+    run_dir: Path,
+    corpus: Path,
+    *extra: str,
+    model: Sequence[str] = TINY_MODEL,
+    recipe: Path = DEMO_RECIPE,
+) -> list[str]:
     """``sepkit train`` arguments (after ``-m``) for a small run on ``corpus``, no test pass."""
     return [
         "sepkit",
         "train",
-        str(DEMO_RECIPE),
+        str(recipe),
         "--run-dir",
         str(run_dir),
         "--no-test",
-        *train_overrides(corpus, *extra),
+        *train_overrides(corpus, *extra, model=model),
     ]
 
 
-def train_overrides(corpus: Path, *extra: str) -> list[str]:
+def train_overrides(corpus: Path, *extra: str, model: Sequence[str] = TINY_MODEL) -> list[str]:
     return [
         f"data.root={corpus}",
         "data.batch_size=2",
@@ -40,6 +71,6 @@ def train_overrides(corpus: Path, *extra: str) -> list[str]:
         "train.progress_bar=false",
         "train.max_minutes=null",
         "train.checkpoint_every_minutes=null",
-        *TINY_MODEL,
+        *model,
         *extra,
     ]

@@ -117,3 +117,19 @@ def test_progress_in_a_log_file_is_not_a_stale_count(demo_corpus: Path, tmp_path
     # 24 steps an epoch in a few seconds: the first draw ("0/24"), and at most one more per
     # epoch; redrawn every 10 steps, the old bar printed "0/24" three times an epoch
     assert len(counts) <= 2 * 2, counts
+
+
+def test_a_run_that_only_skips_stops_with_exit_4(demo_corpus: Path, tmp_path: Path) -> None:
+    """Issue 19.2: a wrong sign in train.threshold filters every example. Before, the run spent
+    its budget with 0 updates and exited 0; now it stops after train.nonfinite_patience batches,
+    checkpoints and exits 4 with a message that says why."""
+    run = tmp_path / "run"
+    result = sepkit(
+        "train", str(RECIPE), "--run-dir", str(run), "--no-test",
+        *train_overrides(demo_corpus, "train.threshold=60", "train.nonfinite_patience=4"),
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr[-2000:]
+    assert "sepkit: error: train.nonfinite_patience: 4 training batches in a row" in result.stderr
+    assert "train.threshold=60.0" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list((run / "checkpoints").glob("*.pt")), "the state at the stop is saved"

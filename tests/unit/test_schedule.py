@@ -74,3 +74,27 @@ def test_cosine_schedule_in_a_real_run(tmp_path: Path) -> None:
     assert lrs == pytest.approx(expected, rel=1e-6)
     assert lrs[:WARMUP] == sorted(lrs[:WARMUP]) and lrs[WARMUP:] == sorted(lrs[WARMUP:])[::-1]
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(MIN_LR)  # budget spent
+
+
+def test_max_steps_and_warmup_count_updates_not_skipped_batches(tmp_path: Path) -> None:
+    """Issue 19.5. Before: max_steps and warmup_steps counted batches, skipped ones included,
+    while the docs said optimiser updates: 3 skipped batches ended the run 3 updates short."""
+    skipped = {1, 5, 6}
+    batches = _batches(60)  # more than the budget: max_steps ends the run, not the epoch
+    for index in skipped:
+        broken = batches[index].mix.clone()
+        broken[0, 10] = float("nan")
+        batches[index] = Batch(broken, batches[index].sources, batches[index].ids)
+    trainer = _trainer(tmp_path, STEPS)
+    summary = trainer.fit(batches)
+    assert summary["stop_reason"] == "max_steps"
+    assert trainer.updates == STEPS and trainer.step == STEPS + len(skipped)
+    expected, updates = [], 0
+    for index in range(STEPS + len(skipped)):
+        # the rate of batch j is set after batch j - 1, from the updates made so far (the epoch
+        # fraction j / 60 is the nearer bound only where it is larger)
+        progress = max(updates / STEPS, index / len(batches))
+        expected.append(LR * cosine_factor(progress, updates, WARMUP, MIN_LR / LR))
+        updates += index not in skipped
+    assert _logged_lrs(tmp_path) == pytest.approx(expected, rel=1e-6)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(MIN_LR)

@@ -230,3 +230,41 @@ def test_trainer_refuses_a_bad_config_naming_the_key() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match=r"train.grad_accumulation: must be >= 1"):
         Trainer(model, optimizer, TrainConfig(grad_accumulation=0))
+
+
+def _standard_scale_sequence(overflows: list[bool]) -> list[float]:
+    """The scale of a plain GradScaler driven the documented way over the same overflow pattern."""
+    torch.manual_seed(0)
+    param = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([param], lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0, growth_interval=3)
+    scales = []
+    for overflow in overflows:
+        loss = (param * (math.inf if overflow else 1.0)).sum()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad()
+        scales.append(scaler.get_scale())
+    return scales
+
+
+def test_fp16_scale_follows_gradscaler_after_an_overflow() -> None:
+    """Issue 19.1. Before: the back-off set the scale without resetting GradScaler's growth
+    tracker, so with growth_interval=3 the scale went 8, 8, 4, 8 (it grew straight back to the
+    value that had just overflowed) where GradScaler gives 8, 8, 4, 4."""
+    overflows = [False, False, True, False, False, False, True, False, False, False, False]
+    trainer = make_trainer(precision="fp16")
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=8.0, growth_interval=3)
+    param = next(trainer.module.parameters())
+    scales = []
+    for index, overflow in enumerate(overflows):
+        handle = param.register_hook(lambda g: g * math.inf) if overflow else None
+        trainer.fit_batch(make_batch(seed=index))
+        if handle is not None:
+            handle.remove()
+        scales.append(trainer.scaler.get_scale())
+    expected = _standard_scale_sequence(overflows)
+    assert expected[:4] == [8.0, 8.0, 4.0, 4.0]  # the reference behaves as documented
+    assert scales == expected
+    assert trainer.updates == overflows.count(False)
