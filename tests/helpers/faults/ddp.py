@@ -19,8 +19,10 @@ running at its timeout counts as a hang and is killed with all its workers):
   hang for the process group's 30-minute timeout: the failing rank waited in the shutdown barrier
   for a peer that was waiting for it; ``sepkit.training.distributed.shutdown`` now leaves without
   a barrier after an error.)
-* **A rank SIGKILLed** mid-training in a real ``torchrun ... -m sepkit train`` job (rank, moment
-  vary: a step, validation, a checkpoint write...): the job must end -- not hang on the dead peer --
+* **A rank SIGKILLed** mid-training in a real ``torchrun ... -m sepkit train`` job (the rank and
+  the step vary, seeded: the kill falls the moment the checkpoint of one of
+  :data:`KILL_AT_CHECKPOINTS` is on disk, so it lands on any machine, however fast, with the
+  ranks in their next steps): the job must end -- not hang on the dead peer --
   within :data:`EXIT_LIMIT_S`, with a non-zero status and torchrun's report naming the killed rank
   and the signal, leaving no worker behind; then the unchanged command resumes from the last
   checkpoint and finishes. In the full form each resumed run's final weights are also compared with
@@ -64,8 +66,11 @@ EXIT_LIMIT_S = 60.0
 EXIT_REQUIRED_S = 15.0
 #: A ``sepkit train`` job of this size takes ~10-30 s on 2 cores; a job running 5 min has hung.
 JOB_TIMEOUT_S = 300.0
-#: The kill falls this long (seeded-random) after the job wrote its first checkpoint.
-KILL_WINDOW_S = (0.0, 2.5)
+#: The kill falls the moment the job has written the checkpoint of one of these steps (seeded-
+#: random): a point in the *run*, not a delay, so a fast machine cannot finish the job first. The
+#: last candidate leaves 60 steps (and a validation) between the kill and the job's end. (A
+#: delay of 0-2.5 s after the first checkpoint missed the job twice in 20 on a faster machine.)
+KILL_AT_CHECKPOINTS = (10, 20, 30, 40, 50, 60)
 KILL_JOB = ("train.epochs=1000", "train.max_steps=120", "train.checkpoint_every_steps=10")
 
 
@@ -261,13 +266,15 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _wait_for_checkpoint(job: Job, run_dir: Path, timeout: float) -> bool:
-    """True once the job has written a checkpoint (training is under way on both ranks)."""
+def _wait_for_checkpoint(job: Job, run_dir: Path, step: int, timeout: float) -> bool:
+    """True once the job has written the checkpoint of ``step`` or a later one (both ranks have
+    reached it: a checkpoint ends with a barrier)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and job.proc.poll() is None:
-        if CheckpointManager(run_dir / "checkpoints").list():
+        written = CheckpointManager(run_dir / "checkpoints").list()
+        if written and written[-1].step >= step:
             return True
-        time.sleep(0.05)
+        time.sleep(0.01)
     return False
 
 
@@ -276,15 +283,17 @@ def kill_run(work: Path, corpus: Path, index: int, rng: random.Random) -> Outcom
     run_dir = work / f"kill-{index}"
     command = kill_command(run_dir, corpus)
     victim = rng.randrange(sc.WORLD)
-    outcome = Outcome(f"kill rank {victim}")
+    kill_step = rng.choice(KILL_AT_CHECKPOINTS)
+    outcome = Outcome(f"kill rank {victim} after step {kill_step}")
     started = time.monotonic()
     job = Job(command, run_dir.parent / f"kill-{index}.out")
-    if not _wait_for_checkpoint(job, run_dir, JOB_TIMEOUT_S):
+    if not _wait_for_checkpoint(job, run_dir, kill_step, JOB_TIMEOUT_S):
         code = job.wait(1.0)
-        outcome.problems.append(f"no checkpoint before the job ended (exit {code})")
+        outcome.problems.append(
+            f"no checkpoint of step {kill_step} before the job ended (exit {code})"
+        )
         outcome.hang = code is None
         return outcome
-    time.sleep(rng.uniform(*KILL_WINDOW_S))
     workers = worker_pids(job.proc.pid)
     if sorted(workers) != list(range(sc.WORLD)) or job.proc.poll() is not None:
         job.wait(JOB_TIMEOUT_S)

@@ -64,7 +64,7 @@ from helpers.training import DEMO_RECIPE, train_overrides
 from sepkit.config import load_recipe
 from sepkit.data import Batch
 from sepkit.run import build_loader, build_model_for_run, make_trainer
-from sepkit.training import runtime
+from sepkit.training import TrainConfig, runtime
 from sepkit.training.step_guard import NONFINITE_GRAD, NONFINITE_LOSS
 from sepkit.training.trainer import Trainer
 
@@ -78,6 +78,9 @@ SEED = 11
 #: the same seed.) A damaged run is far outside 1.5 dB: NaN weights give NaN, an untrained model
 #: scores about +30 dB.
 VALID_TOLERANCE_DB = 1.5
+#: The trainer's default patience for consecutive skipped steps: faults injected at this suite's
+#: rate must never trip it.
+PATIENCE = TrainConfig().nonfinite_patience or 0
 #: How far the loss of a silent-target, silent-example or huge-amplitude step may be from the clean
 #: run's loss on the same batch. The runs' weights drift apart after the first skip (ordinary steps:
 #: up to 1.3 dB), and the silent cases change what is scored: one source instead of two (measured
@@ -414,6 +417,9 @@ def figures(m: Measurement) -> list[Figure]:
              f"{max(benign_gap):.2f} dB (ordinary steps: median {statistics.median(ordinary_gap):.2f},"
              f" max {max(ordinary_gap):.2f})", f"<= {BENIGN_LOSS_TOLERANCE_DB} dB",
              max(benign_gap) <= BENIGN_LOSS_TOLERANCE_DB),
+        _fig("longest run of consecutive skipped steps (train.nonfinite_patience)",
+             f"{_longest_skip_run(faulty.rows)} (patience {PATIENCE})", f"< {PATIENCE}",
+             _longest_skip_run(faulty.rows) < PATIENCE),
         _fig("steps skipped in the clean run", str(clean.nonfinite_count), "0",
              clean.nonfinite_count == 0),
         _fig("nonfinite weights / optimiser state values after the run",
@@ -435,6 +441,15 @@ def figures(m: Measurement) -> list[Figure]:
              True)
     )  # fmt: skip
     return out
+
+
+def _longest_skip_run(rows: dict[int, dict[str, str]]) -> int:
+    """The most consecutive skipped steps in ``metrics.csv``: what ``nonfinite_patience`` sees."""
+    longest = current = 0
+    for step in sorted(rows):
+        current = current + 1 if rows[step]["skipped"] == "1" else 0
+        longest = max(longest, current)
+    return longest
 
 
 def _loss_gap(applied: Applied, clean: RunResult, faulty: RunResult) -> float:
