@@ -1,9 +1,10 @@
-"""Conv-TasNet on the CPU: sepkit's PReLU / depthwise-conv fast paths against stock ATen ops.
+"""Conv-TasNet on the CPU: sepkit's fast convolution paths against stock ATen ops.
 
 Two identical copies of the demo's Conv-TasNet (the model of ``recipes/demo.yaml``, read from it)
-take the same training step (forward, PIT SI-SNR, backward, Adam), one with
-``sepkit.models.conv_ops`` on and one with it off (``SEPKIT_FAST_CONV_OPS=0``, the stock
-``F.prelu`` and grouped ``F.conv1d``), interleaved step by step; the table gives the ratio.
+take the same training step (forward, PIT SI-SNR, backward, Adam), one with the fast paths on
+(``sepkit.models.conv_ops``' PReLU and depthwise convolution, the decoder's overlap-add) and one
+with them off (``SEPKIT_FAST_CONV_OPS=0``: the stock ``F.prelu``, grouped ``F.conv1d`` and
+``ConvTranspose1d``), interleaved step by step; the table gives the ratio.
 
     python bench/conv_ops.py [--threads 1] [--quick] [--batch 4]
 """

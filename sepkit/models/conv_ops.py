@@ -21,7 +21,6 @@ turns them off.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -29,11 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from sepkit.models.fast_path import cpu_fast_path
-
-
-def _enabled() -> bool:
-    return os.environ.get("SEPKIT_FAST_CONV_OPS", "1") != "0"
+from sepkit.models.fast_path import cpu_fast_path, fast_conv_ops_enabled
 
 
 class _SharedPReLU(torch.autograd.Function):
@@ -61,7 +56,7 @@ class PReLU(nn.PReLU):
     """``nn.PReLU`` (same parameter, same state-dict key) with the fast CPU backward above."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.num_parameters == 1 and _enabled() and cpu_fast_path(x, self.weight):
+        if self.num_parameters == 1 and fast_conv_ops_enabled() and cpu_fast_path(x, self.weight):
             out: Tensor = _SharedPReLU.apply(x, self.weight)
             return out
         return F.prelu(x, self.weight)
@@ -123,7 +118,7 @@ class DepthwiseConv1d(nn.Conv1d):
 
     def forward(self, x: Tensor) -> Tensor:
         padded = F.pad(x, self.pad_lr)
-        if x.dim() == 3 and _enabled() and cpu_fast_path(x, self.weight, self.bias):
+        if x.dim() == 3 and fast_conv_ops_enabled() and cpu_fast_path(x, self.weight, self.bias):
             out: Tensor = _DepthwiseConv1d.apply(padded, self.weight, self.bias, self.dilation[0])
             return out
         return F.conv1d(padded, self.weight, self.bias, dilation=self.dilation, groups=self.groups)

@@ -7,8 +7,17 @@ and checked for CPU float32 only, autocast must keep choosing the op's dtype, an
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
+
+
+def fast_conv_ops_enabled() -> bool:
+    """``SEPKIT_FAST_CONV_OPS=0`` turns the convolution kernels off (``conv_ops``, the decoder's
+    overlap-add), for a side-by-side benchmark or to rule them out when chasing a numerical
+    difference."""
+    return os.environ.get("SEPKIT_FAST_CONV_OPS", "1") != "0"
 
 
 def cpu_fast_path(*tensors: Tensor | None) -> bool:

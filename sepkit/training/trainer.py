@@ -640,12 +640,12 @@ class Trainer:
         return sys.stderr.isatty()
 
     def close(self) -> None:
-        """Flush ``metrics.csv`` and close TensorBoard's writer (its thread and open event file).
+        """Flush ``metrics.csv`` and close TensorBoard's open event file.
 
         ``fit`` leaves them open, so that a caller can go on stepping or validating. A caller that
         drives ``fit_batch`` itself calls this (or uses the trainer in a ``with`` block) before the
-        run directory is moved or deleted: the writer's thread may otherwise still be writing
-        into it. Logging to CSV goes on if the trainer is used again; TensorBoard stays closed.
+        run directory is moved or deleted, so that the buffered rows and events reach the disk.
+        Logging to CSV goes on if the trainer is used again; TensorBoard stays closed.
         """
         self.telemetry.close()
 
