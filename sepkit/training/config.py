@@ -14,7 +14,12 @@ Precision = Literal["fp32", "fp16", "bf16"]
 class TrainConfig:
     # --- the robust step (seed names and defaults) ---
     threshold_byloss: bool = True
-    threshold: float = -30.0  # keep examples whose loss (negative SI-SNR, dB) is above this
+    # the loss (sepkit/losses/objective.py): si_snr | si_sdr | snr | snr_tau, or
+    # 'package.module:function' (a pairwise score in dB, higher is better), under PIT
+    loss: str = "si_snr"
+    # in the loss's units: dB, negated, for every built-in loss (-30 keeps the examples separated
+    # worse than 30 dB; the better ones are left out of the mean)
+    threshold: float = -30.0
     clip_grad_norm: float = 5.0  # negative disables clipping
     loss_upper_lim: float = 999999.0  # a step whose loss is above this is skipped
     # stop (checkpoint, error, non-zero exit) after this many training batches *in a row* were

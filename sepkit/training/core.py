@@ -16,11 +16,12 @@ from typing import Any, Literal, Self
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sepkit.data.batch import Batch
+from sepkit.losses import Objective, build_objective, defined_examples
 from sepkit.training import runtime
 from sepkit.training.checkpoint import CheckpointManager
 from sepkit.training.config import TrainConfig
@@ -47,6 +48,9 @@ class TrainerCore:
         sample_rate: of the audio, for saved WAV files and metrics.
         run_config: the resolved run config (a plain dict), stored in checkpoints so a model can
             be evaluated or used for separation from its checkpoint alone.
+        objective: ``(est, ref, lengths) -> (loss [B], perm [B, C])``, the per-example loss to
+            minimise (:mod:`sepkit.losses.objective`); default: ``config.loss`` (PIT SI-SNR).
+            The step guard filters and skips on its values, whatever the loss.
     """
 
     def __init__(
@@ -59,11 +63,15 @@ class TrainerCore:
         sample_rate: int = 8000,
         run_config: dict[str, Any] | None = None,
         device: torch.device | str | None = None,
+        objective: Objective | None = None,
     ) -> None:
         self.config = config or TrainConfig()
         # Python users build TrainConfig by hand: a bad value must fail here, naming the key,
         # not as a ZeroDivisionError deep in the first step.
         self.config.validate()
+        self.objective: Objective = objective or build_objective(
+            self.config.loss, self.config.pit_method
+        )
         self.device = runtime.resolve_device(str(device) if device else self.config.device)
         self.module = model.to(self.device)
         self.optimizer = optimizer
@@ -133,6 +141,19 @@ class TrainerCore:
         self._last_valid: float | None = None  # validation loss not yet written to a checkpoint
         self.test_rows: list[dict[str, Any]] = []
         self.test_metrics: tuple[str, ...] = ("si_snr", "sdr")
+
+    def _separate_and_score(
+        self, module: nn.Module, batch: Batch
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Forward under autocast, then the objective in float32, for training and evaluation
+        alike: ``(est, loss [B], perm [B, C], defined [B])``. An example without an active
+        (non-silent) source has no defined loss (``defined`` False): it is left out."""
+        with runtime.autocast(self.device, self.config.precision):
+            est = module(batch.mix)
+        est, sources = est.float(), batch.sources.float()
+        per_example, perm = self.objective(est, sources, batch.lengths)
+        defined = defined_examples(sources, lengths=batch.lengths)
+        return est, per_example, perm, defined
 
     def _progress(self, loader: Iterable[Batch], desc: str) -> Iterator[Batch] | Iterable[Batch]:
         if not (self.config.progress_bar and self.is_main):

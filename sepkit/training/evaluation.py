@@ -14,7 +14,7 @@ from torch import Tensor
 
 from sepkit.data.batch import Batch
 from sepkit.evaluation.shift_ensemble import ShiftEnsemble
-from sepkit.losses import apply_permutation, defined_examples, pit_si_snr
+from sepkit.losses import apply_permutation
 from sepkit.training import runtime
 from sepkit.training.core import Stage, TrainerCore
 
@@ -44,15 +44,9 @@ class Evaluation(TrainerCore):
             module = ShiftEnsemble(module, self.config.test_shifts)
         with runtime.eval_mode(module):
             batch = batch.to(self.device)
-            with runtime.autocast(self.device, self.config.precision):
-                est = module(batch.mix)
-            est, sources = est.float(), batch.sources.float()
-            per_example, perm = pit_si_snr(
-                est, sources, method=self.config.pit_method, lengths=batch.lengths
-            )
+            est, per_example, perm, defined = self._separate_and_score(module, batch)
             if stage == "test":
                 self._test_outputs(batch, apply_permutation(est, perm))
-            defined = defined_examples(sources, lengths=batch.lengths)
         finite = torch.isfinite(per_example)
         values = per_example[finite & defined]  # an example without active source means nothing
         if not bool(finite.all()):

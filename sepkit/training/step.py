@@ -28,8 +28,6 @@ import torch
 import torch.distributed as dist
 
 from sepkit.data.batch import Batch
-from sepkit.losses import defined_examples, pit_si_snr
-from sepkit.training import runtime
 from sepkit.training.core import TrainerCore
 from sepkit.training.step_guard import NONFINITE_GRAD, NONFINITE_LOSS, StepDecision
 
@@ -52,14 +50,7 @@ class TrainingStep(TrainerCore):
             sync_context = self.model.no_sync()  # type: ignore[operator]
 
         with sync_context:
-            with runtime.autocast(self.device, self.config.precision):
-                est = self.model(batch.mix)
-            sources = batch.sources.float()
-            per_example, _ = pit_si_snr(
-                est.float(), sources, method=self.config.pit_method, lengths=batch.lengths
-            )
-            # Examples without an active (non-silent) source have no defined loss: left out.
-            defined = defined_examples(sources, lengths=batch.lengths)
+            _, per_example, _, defined = self._separate_and_score(self.model, batch)
             decision, local_sum = self.guard.decide(per_example, self._loop_flags, defined)
             self._agreed_flags = decision.flags
             if decision.take_step:
