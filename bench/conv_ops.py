@@ -21,9 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import base_parser, interleaved_medians, machine_line, print_table
 
-from sepkit.config import load_recipe
 from sepkit.losses import pit_si_snr
 from sepkit.models import build_model
+from sepkit.recipe import load_recipe
 
 # Read, not copied: the benchmark follows the demo recipe when its model changes.
 DEMO_MODEL = load_recipe(Path(__file__).parents[1] / "recipes" / "demo.yaml").model

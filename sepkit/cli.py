@@ -45,7 +45,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from sepkit.config import load_recipe
+    from sepkit.recipe import load_recipe
     from sepkit.run import train
 
     cfg = load_recipe(args.recipe, args.overrides)
@@ -86,7 +86,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     cfg = load_run_config(args.run_dir)  # first: a mistyped --run-dir must not be created
     setup_logging(args.run_dir)
     if args.overrides:
-        from sepkit.config import RunConfig
+        from sepkit.recipe import RunConfig
 
         cfg = build_dataclass(RunConfig, apply_overrides(to_dict(cfg), args.overrides))
     metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None

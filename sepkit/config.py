@@ -13,14 +13,10 @@ import difflib
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-
-from sepkit.data.config import DataConfig
-from sepkit.training.config import OptimConfig, TrainConfig
 
 T = TypeVar("T")
 
@@ -184,44 +180,6 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return raw
 
 
-@dataclass
-class RunConfig:
-    """Everything one training run needs; saved resolved as ``config.yaml`` in the run directory.
-
-    ``model`` stays a mapping here (``name`` plus that model's parameters) and is checked against the
-    model's own typed config by :func:`sepkit.models.model_config_from_dict`, so each model owns its
-    parameters and this module need not know them.
-    """
-
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "convtasnet", "preset": "small"})
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    seed: int = 0
-    # torch intra-op threads; 0 = sepkit's default (see sepkit.training.runtime.default_threads).
-    threads: int = 0
-    # A checkpoint (or SpeechBrain import) whose model weights initialise a new run (fine-tuning).
-    init_from: str | None = None
-    description: str = ""
-
-    def validate(self) -> None:
-        from sepkit.models import model_config_from_dict
-
-        try:
-            model_config_from_dict(self.model)
-        except ConfigError as err:
-            raise ValueError(str(err)) from err
-        if self.threads < 0:
-            raise ValueError("threads: must be >= 0")
-
-
-def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML recipe (or start from defaults when ``path`` is None), apply overrides, validate."""
-    raw = read_yaml_mapping(Path(path), "recipe") if path is not None else {}
-    raw = apply_overrides(raw, overrides)
-    return build_dataclass(RunConfig, raw)
-
-
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """The top-level mapping of a YAML file (a recipe, a run's ``config.yaml``).
 
@@ -246,9 +204,3 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     if mark is None:
         return str(problem)
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-
-
-def save_config(cfg: RunConfig, path: Path) -> None:
-    from sepkit.utils.io import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

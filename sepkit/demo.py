@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sepkit.config import load_recipe
+from sepkit.recipe import load_recipe
 
 PACKAGE = Path(__file__).resolve().parent
 RECIPES = {

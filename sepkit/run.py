@@ -27,18 +27,12 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from sepkit.config import (
-    ConfigError,
-    RunConfig,
-    build_dataclass,
-    read_yaml_mapping,
-    save_config,
-    to_dict,
-)
+from sepkit.config import ConfigError, build_dataclass, read_yaml_mapping, to_dict
 from sepkit.data.batch import collate
 from sepkit.data.sampler import ResumableSampler
 from sepkit.models import build_model
 from sepkit.models.io import load_state_checked, read_payload
+from sepkit.recipe import RunConfig, save_config
 from sepkit.training import distributed, runtime
 from sepkit.training.config import OptimConfig
 from sepkit.training.trainer import Trainer
@@ -57,6 +51,7 @@ RESUMABLE_CHANGES = {
     "train.checkpoint_every_steps",
     "train.checkpoint_every_minutes",
     "train.early_stopping_patience",
+    "train.nonfinite_patience",
     "train.device",
     "train.save_audio",
     "train.n_audio_to_save",

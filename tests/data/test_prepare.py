@@ -20,11 +20,11 @@ import soxr
 import torch
 from helpers.training import TINY_MODEL
 
-from sepkit.config import load_recipe
 from sepkit.data import build_dataset
 from sepkit.data.errors import DataError
 from sepkit.data.prepare import PrepareSpec, assign_speakers, describe, prepare_corpus
 from sepkit.demo import REAL_SPEECH, RECIPES
+from sepkit.recipe import load_recipe
 from sepkit.run import train
 
 SMALL = PrepareSpec(valid_speakers=2, test_speakers=2, n_valid=6, n_test=8, mix_seconds=2.0)

@@ -16,10 +16,10 @@ import soundfile as sf
 import soxr
 import torch
 
-from sepkit.config import load_recipe
 from sepkit.demo import REAL_SPEECH, RECIPES
 from sepkit.inference import separate_file
 from sepkit.losses import si_snr
+from sepkit.recipe import load_recipe
 from sepkit.run import build_model_for_run
 
 RATE = 8000

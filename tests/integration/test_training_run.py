@@ -12,9 +12,9 @@ import torch
 from helpers.training import DEMO_RECIPE as RECIPE
 from helpers.training import train_overrides
 
-from sepkit.config import load_recipe
 from sepkit.inference import resolve_checkpoint
 from sepkit.models.io import read_payload
+from sepkit.recipe import load_recipe
 from sepkit.run import build_loader, build_model_for_run, make_trainer, train
 from sepkit.training.checkpoint import CheckpointManager, load_checkpoint
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sepkit.config import ConfigError, load_recipe, parse_override, to_dict
+from sepkit.config import ConfigError, parse_override, to_dict
+from sepkit.recipe import load_recipe
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -61,8 +61,8 @@ from torch import Tensor, nn
 
 from helpers.faults import Figure
 from helpers.training import DEMO_RECIPE, train_overrides
-from sepkit.config import load_recipe
 from sepkit.data import Batch
+from sepkit.recipe import load_recipe
 from sepkit.run import build_loader, build_model_for_run, make_trainer
 from sepkit.training import TrainConfig, runtime
 from sepkit.training.step_guard import NONFINITE_GRAD, NONFINITE_LOSS
