@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from sepkit.evaluation.shift_ensemble import ShiftEnsemble
 from sepkit.losses import best_permutation, pairwise_si_snr
+from sepkit.models.contract import NO_CARD_HELP
 from sepkit.models.io import ModelFileError, load_state_checked, read_payload
 from sepkit.models.registry import build_model
 from sepkit.utils.io import atomic_open
@@ -496,7 +497,12 @@ def _load(source: str | Path) -> tuple[nn.Module, int, Path, int]:
     """:func:`load_for_inference` plus the run's ``train.test_shifts`` (1 if not recorded)."""
     ckpt = resolve_checkpoint(source)
     payload = read_payload(ckpt)  # read once: checkpoints can be large
-    model = build_model(payload["model_spec"])
+    if not payload["model_spec"]:
+        raise ModelFileError(
+            f"{ckpt}: holds no model spec, so the model cannot be rebuilt from it alone (it was "
+            f"trained as a module sepkit did not build); {NO_CARD_HELP}"
+        )
+    model = build_model(payload["model_spec"], sample_rate=_sample_rate_of(payload, ckpt))
     load_state_checked(model, payload["model_state"], ckpt)
     model.eval()
     config = payload.get("config")

@@ -160,7 +160,7 @@ def remove_interrupted_writes(run_dir: Path) -> None:
 
 
 def build_model_for_run(cfg: RunConfig) -> nn.Module:
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, sample_rate=cfg.data.sample_rate)
     if cfg.init_from:
         payload = read_payload(cfg.init_from)
         load_state_checked(model, payload["model_state"], cfg.init_from)
@@ -343,7 +343,7 @@ def evaluate(
         if cfg.train.average_best > 1 and averaged.is_file():
             checkpoint = averaged
     state = read_payload(checkpoint)
-    model = build_model(state["model_spec"] or cfg.model)
+    model = build_model(state["model_spec"] or cfg.model, sample_rate=cfg.data.sample_rate)
     load_state_checked(model, state["model_state"], checkpoint)
     loader = build_loader(cfg, split, train=False, report_dir=run_dir)
     sources = state.get("averaged_from")

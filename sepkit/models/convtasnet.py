@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from sepkit.models.conv_ops import DepthwiseConv1d, PReLU
 from sepkit.models.filterbank import Decoder, Encoder
 from sepkit.models.norms import NormKind, make_norm
-from sepkit.models.registry import register_model
 from sepkit.models.separator import MaskingSeparator
 
 MaskActivation = Literal["relu", "sigmoid", "softmax"]
@@ -144,7 +143,6 @@ class TCNMaskNet(nn.Module):
         return torch.softmax(logits, dim=1)
 
 
-@register_model("convtasnet", ConvTasNetConfig)
 def build_convtasnet(cfg: ConvTasNetConfig) -> MaskingSeparator:
     """Conv-TasNet as a :class:`MaskingSeparator` (``mix [B, T] -> est [B, C, T]``)."""
     return MaskingSeparator(

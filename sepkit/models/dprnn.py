@@ -14,7 +14,6 @@ from torch import Tensor, nn
 
 from sepkit.models.dual_path import DualPathBlock, DualPathMaskNet
 from sepkit.models.filterbank import Decoder, Encoder
-from sepkit.models.registry import register_model
 from sepkit.models.separator import MaskingSeparator
 
 
@@ -68,7 +67,6 @@ class BLSTM(nn.Module):
         return self.dropout(self.lstm(x)[0])
 
 
-@register_model("dprnn", DPRNNConfig)
 def build_dprnn(cfg: DPRNNConfig) -> MaskingSeparator:
     """DPRNN as a :class:`MaskingSeparator` (``mix [B, T] -> est [B, C, T]``)."""
     blocks = [

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sepkit.models.contract import NO_CARD_HELP, card_of, spec_of
 from sepkit.models.registry import build_model
 from sepkit.utils.io import atomic_open
 
@@ -23,23 +24,22 @@ class ModelFileError(RuntimeError):
     """A model file or checkpoint cannot be read, or does not hold a sepkit model."""
 
 
-def model_spec_of(model: nn.Module) -> dict[str, Any]:
-    spec = getattr(model, "sepkit_spec", None)
-    if spec is None:
-        raise ModelFileError(
-            "this model has no sepkit spec: build it with sepkit.models.build_model so it can be "
-            "rebuilt from a file"
-        )
-    return dict(spec)
-
-
 def save_model(path: str | Path, model: nn.Module, extra: dict[str, Any] | None = None) -> None:
-    """Atomically write ``{format, model_spec, model_state}`` (+ ``extra``) to ``path``."""
+    """Atomically write ``{format, model_spec, model_state, sample_rate}`` (+ ``extra``) to
+    ``path``. A model without a card (:mod:`sepkit.models.contract`) could not be rebuilt from
+    the file: refused, before anything is written."""
+    card = card_of(model)
+    if card is None:
+        raise ModelFileError(
+            f"{path}: not written: {type(model).__name__} has no sepkit model card, so it could "
+            f"not be rebuilt from the file; {NO_CARD_HELP}"
+        )
     payload = {
         "format": MODEL_FILE_FORMAT,
         "version": 1,
-        "model_spec": model_spec_of(model),
+        "model_spec": dict(card.spec),
         "model_state": model.state_dict(),
+        **({"sample_rate": card.sample_rate} if card.sample_rate else {}),
         **(extra or {}),
     }
     with atomic_open(path, "wb") as handle:
@@ -92,6 +92,6 @@ def load_state_checked(model: nn.Module, state: dict[str, Any], path: str | Path
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ModelFileError(
-            f"{path}: weights do not fit the model {getattr(model, 'sepkit_spec', {}).get('name')} "
+            f"{path}: weights do not fit the model {(spec_of(model) or {}).get('name')} "
             f"({str(err).splitlines()[0]} ...); is it a checkpoint of another model or config?"
         ) from err

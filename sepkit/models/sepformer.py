@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 from sepkit.models.dual_path import DualPathBlock, DualPathMaskNet
 from sepkit.models.filterbank import Decoder, Encoder
-from sepkit.models.registry import register_model
 from sepkit.models.separator import MaskingSeparator
 from sepkit.models.transformer import Activation, TransformerEncoder
 
@@ -91,7 +90,6 @@ def _transformer(cfg: SepFormerConfig) -> TransformerEncoder:
     )
 
 
-@register_model("sepformer", SepFormerConfig)
 def build_sepformer(cfg: SepFormerConfig) -> MaskingSeparator:
     """SepFormer as a :class:`MaskingSeparator` (``mix [B, T] -> est [B, C, T]``)."""
     blocks = [

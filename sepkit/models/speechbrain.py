@@ -26,6 +26,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from sepkit.models.contract import spec_of
 from sepkit.models.io import save_model
 from sepkit.models.registry import build_model
 
@@ -473,7 +474,7 @@ def run_import(args: argparse.Namespace) -> int:
     except SpeechBrainImportError as err:
         print(f"import-speechbrain: {err}", file=sys.stderr)
         return 1
-    spec = getattr(model, "sepkit_spec", {})
+    spec = spec_of(model) or {}
     params = sum(p.numel() for p in model.parameters())
     print(
         f"wrote {args.out}: sepformer, {spec.get('num_spks')} sources, {params / 1e6:.2f} M "

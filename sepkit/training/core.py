@@ -138,6 +138,7 @@ class TrainerCore:
         self._loop_flags: list[float] = []
         self._agreed_flags: list[float] = []
         self._audio_saved = 0
+        self._said_no_card = False  # warned that checkpoints cannot rebuild the model alone
         self._last_valid: float | None = None  # validation loss not yet written to a checkpoint
         self.test_rows: list[dict[str, Any]] = []
         self.test_metrics: tuple[str, ...] = ("si_snr", "sdr")

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from sepkit.models.contract import NO_CARD_HELP, spec_of
 from sepkit.training import runtime
 from sepkit.training.checkpoint import CheckpointError, load_checkpoint
 from sepkit.training.core import TrainerCore
@@ -43,7 +44,7 @@ class TrainerState(TrainerCore):
         if self.ema is not None:  # model_state holds the average; resume needs the raw weights
             ema = {**self.ema.state_dict(), "train_model_state": self.module.state_dict()}
         return {
-            "model_spec": getattr(self.module, "sepkit_spec", None),
+            "model_spec": spec_of(self.module),
             "model_state": self.eval_module.state_dict(),
             "ema": ema,
             "optimizer": self.optimizer.state_dict(),
@@ -124,9 +125,24 @@ class TrainerState(TrainerCore):
             valid = valid if valid is not None and math.isfinite(valid) else None
             path = self.checkpoints.save(self.state_dict(rng_states), self.step, valid)
             self._last_valid = None
+            self._say_once_if_not_rebuildable(path)
         if self.distributed:
             dist.barrier()
         return path
+
+    def _say_once_if_not_rebuildable(self, path: Path) -> None:
+        """Checkpoints of a model without a card resume training, but nothing can rebuild the
+        model from them alone (evaluate, separate, init_from): said at the first one."""
+        if self._said_no_card or spec_of(self.module) is not None:
+            return
+        self._said_no_card = True
+        log.warning(
+            "%s: %s has no sepkit model card: this checkpoint resumes training, but `sepkit "
+            "evaluate` and `sepkit separate` cannot rebuild the model from it; %s",
+            path,
+            type(self.module).__name__,
+            NO_CARD_HELP,
+        )
 
     def restore(self, path: str | Path) -> None:
         """Load a specific training checkpoint (error naming the file if it does not fit)."""

@@ -36,6 +36,7 @@ from sepkit.inference import (
     separate_waveform,
 )
 from sepkit.losses import si_snr
+from sepkit.models.contract import spec_of
 
 torch.set_num_threads(1)
 SR = 8000
@@ -244,7 +245,7 @@ def test_from_pretrained_run_dir_checkpoint_and_model_file(tmp_path: Path) -> No
     (run / "checkpoints").mkdir(parents=True)
     # A training-checkpoint-like payload: the rate lives in the resolved config.
     payload = {
-        "model_spec": model.sepkit_spec,
+        "model_spec": spec_of(model),
         "model_state": model.state_dict(),
         "config": {"data": {"sample_rate": 16000}},
     }

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from sepkit.models import model_config_from_dict
+from sepkit.models.contract import spec_of
 from sepkit.models.io import load_model
 from sepkit.models.sepformer import add_import_arguments, from_speechbrain, run_import
 from sepkit.models.speechbrain import (
@@ -254,7 +255,7 @@ def test_outputs_equal_speechbrain(dual_path: Any, index: int, tmp_path: Path) -
     cfg = CONFIGS[index]
     sb_modules = write_card(cfg, tmp_path, dual_path)
     model = from_speechbrain(tmp_path)
-    assert model.sepkit_spec["num_spks"] == cfg["spks"]  # type: ignore[index]
+    assert (spec_of(model) or {})["num_spks"] == cfg["spks"]
     gen = torch.Generator().manual_seed(index)
     worst = 0.0
     with torch.no_grad():
