@@ -8,7 +8,7 @@ and SDRi. sepkit aligns once by PIT and scores SI-SNR(i) and SDR(i) with
 (sepkit, SpeechBrain, sepkit, ...), and the medians over the rounds are compared. The script also
 checks that both give the same numbers.
 
-Utterances: 2-speaker mixtures from the demo corpus generator (``sepkit.data.generate``, eSpeak NG
+Utterances: 2-speaker mixtures from the demo corpus generator (``sepkit.data.synthetic.generate``, eSpeak NG
 speech) when it is available, else synthetic speech-like signals (harmonic, pitch-gliding,
 syllable-gated). Estimates are the references with leakage and noise in a random order, so the
 PIT alignment has work to do. Model inference is not timed: only scoring.
@@ -65,7 +65,7 @@ def synthetic_utterances(n: int, sr: int, seed: int = 0) -> list[tuple[str, np.n
 
 def corpus_utterances(n: int, sr: int, root: Path) -> list[tuple[str, np.ndarray]]:
     """Test mixtures from the demo corpus generator (raises if it is unavailable)."""
-    from sepkit.data.generate import CorpusSpec, generate_corpus
+    from sepkit.data.synthetic.generate import CorpusSpec, generate_corpus
 
     spec = CorpusSpec(n_train=0, n_valid=0, n_test=n, sample_rate=sr, seed=0)
     generate_corpus(root, spec, progress=False)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with tempfile.TemporaryDirectory(prefix="sepkit-eval-speed-") as tmp:
                 items = corpus_utterances(n, args.sample_rate, Path(tmp))
-            source = "demo corpus (sepkit.data.generate, eSpeak NG)"
+            source = "demo corpus (sepkit.data.synthetic.generate, eSpeak NG)"
         except Exception as err:  # generator missing or not working here
             if args.source == "corpus":
                 raise

@@ -1,7 +1,7 @@
 """Corpora, datasets and batching. The trainer only ever sees :class:`Batch`.
 
 The names below are imported lazily: the corpus generator's worker processes import
-``sepkit.data.generate`` and should not pay for (or inherit threads from) importing torch.
+``sepkit.data.synthetic.generate`` and should not pay for (or inherit threads from) importing torch.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from sepkit.data.batch import Batch, Example, collate
     from sepkit.data.config import DataConfig
     from sepkit.data.dataset import DataError, SeparationDataset, build_dataset
-    from sepkit.data.generate import CorpusSpec, generate_corpus
+    from sepkit.data.synthetic.generate import CorpusSpec, generate_corpus
 
 _EXPORTS = {
     "Batch": "sepkit.data.batch",
@@ -23,8 +23,8 @@ _EXPORTS = {
     "DataError": "sepkit.data.dataset",
     "SeparationDataset": "sepkit.data.dataset",
     "build_dataset": "sepkit.data.dataset",
-    "CorpusSpec": "sepkit.data.generate",
-    "generate_corpus": "sepkit.data.generate",
+    "CorpusSpec": "sepkit.data.synthetic.generate",
+    "generate_corpus": "sepkit.data.synthetic.generate",
 }
 
 __all__ = [

@@ -20,10 +20,7 @@ from sepkit.models.separator import MaskingSeparator
 from sepkit.models.transformer import Activation, TransformerEncoder
 
 if TYPE_CHECKING:
-    import argparse
-    from pathlib import Path
-
-    from torch import nn
+    pass
 
 
 @dataclass
@@ -106,32 +103,3 @@ def build_sepformer(cfg: SepFormerConfig) -> MaskingSeparator:
     return MaskingSeparator(
         Encoder(cfg.N, cfg.L), masknet, Decoder(cfg.N, cfg.L), cfg.num_spks, cfg.pad_input
     )
-
-
-def from_speechbrain(model_dir: str | Path) -> nn.Module:
-    """Load a SpeechBrain SepFormer model-card folder (``hyperparams.yaml`` + ``encoder.ckpt``,
-    ``masknet.ckpt``, ``decoder.ckpt``) as a sepkit model, without importing SpeechBrain."""
-    from sepkit.models.speechbrain import load_speechbrain_sepformer
-
-    return load_speechbrain_sepformer(model_dir)
-
-
-def import_speechbrain(model_dir: str | Path, out_file: str | Path) -> nn.Module:
-    """Convert a SpeechBrain SepFormer folder into a sepkit model file; returns the model."""
-    from sepkit.models.speechbrain import import_speechbrain as _import
-
-    return _import(model_dir, out_file)
-
-
-def add_import_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``sepkit import-speechbrain MODEL_DIR --out FILE``."""
-    from sepkit.models.speechbrain import add_import_arguments as _add
-
-    _add(parser)
-
-
-def run_import(args: argparse.Namespace) -> int:
-    """Run ``sepkit import-speechbrain``; returns the process exit code."""
-    from sepkit.models.speechbrain import run_import as _run
-
-    return _run(args)

@@ -12,6 +12,9 @@ import numpy as np
 import torch
 
 from sepkit.training.config import Precision
+from sepkit.utils.device import resolve_device
+
+__all__ = ["resolve_device"]  # re-exported: the trainer's device comes from here too
 
 # Measured on the 2-core reference machine (bench/threads.py, Conv-TasNet small, 4 x 2 s):
 # alone on a quiet machine, 2 intra-op threads made a step 1.56x faster than 1 thread; next to a
@@ -38,15 +41,6 @@ def set_threads(threads: int) -> int:
 def worker_init_fn(_worker_id: int) -> None:
     """Data-loader workers get one thread each, so they never fight the training process."""
     torch.set_num_threads(1)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name}: CUDA is not available on this machine")
-    return device
 
 
 def autocast_dtype(precision: Precision) -> torch.dtype | None:

@@ -11,16 +11,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from sepkit.cli.prepare_demo import add_arguments as add_prepare_demo_arguments
+from sepkit.cli.prepare_demo import run as run_prepare_demo
 from sepkit.data import audio
-from sepkit.data.generate import (
-    CorpusSpec,
-    add_prepare_demo_arguments,
-    draw_distinct_voices,
-    gender_balanced_weights,
-    generate_corpus,
-    run_prepare_demo,
-)
-from sepkit.data.speakers import FAMILIES, family_splits, make_speakers, synthesiser
+from sepkit.data.synthetic.generate import generate_corpus
+from sepkit.data.synthetic.plan import CorpusSpec, draw_distinct_voices, gender_balanced_weights
+from sepkit.data.synthetic.speakers import FAMILIES, family_splits, make_speakers, synthesiser
 
 SMALL = dict(n_train=6, n_valid=2, n_test=2, utterance_seconds=(2.0, 2.5), seed=3)
 

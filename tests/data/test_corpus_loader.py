@@ -74,7 +74,7 @@ def test_wsj0_2mix_folders(demo_corpus: Path, tmp_path: Path) -> None:
 
 
 def test_librimix_csv_with_foreign_absolute_paths_and_noise(tmp_path: Path) -> None:
-    from sepkit.data.generate import CorpusSpec, generate_corpus
+    from sepkit.data.synthetic.generate import CorpusSpec, generate_corpus
 
     corpus = tmp_path / "gen"
     spec = CorpusSpec(

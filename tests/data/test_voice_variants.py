@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sepkit.data import synth
-from sepkit.data.generate import CorpusSpec, generate_corpus
+from sepkit.data.synthetic import synth
+from sepkit.data.synthetic.generate import CorpusSpec, generate_corpus
 
 SMALL = dict(n_train=6, n_valid=2, n_test=2, utterance_seconds=(2.0, 2.5), seed=3)
 TEXT = "The quick brown fox jumps over the lazy dog, and then it rests for a while."
@@ -54,7 +54,7 @@ def test_edited_variant_moves_each_formant_and_the_pitch() -> None:
 _F0 = """
 import sys
 import numpy as np
-from sepkit.data import synth
+from sepkit.data.synthetic import synth
 def f0(x):
     x, rate, found = x.astype(np.float64), synth.NATIVE_RATE, []
     for i in range(0, len(x) - 1024, 512):
@@ -77,7 +77,7 @@ def test_cross_gender_edit_moves_the_voice_pitch() -> None:
 
 
 def test_timbre_edits_only_for_training_speakers() -> None:
-    from sepkit.data.speakers import make_speakers
+    from sepkit.data.synthetic.speakers import make_speakers
 
     for split in ("valid", "test"):
         assert make_speakers(split, 0, 2, formant_shift=0.3, timbre_jitter=0.1,
@@ -107,7 +107,7 @@ def test_timbre_edits_only_for_training_speakers() -> None:
 _CENTROIDS = """
 import sys
 import numpy as np
-from sepkit.data import synth
+from sepkit.data.synthetic import synth
 for scale in (0.85, 1.0, 1.15):
     x = synth.synthesize(sys.argv[2], synth.Voice("en-us", sys.argv[1], formant_scale=scale))
     spectrum = np.abs(np.fft.rfft(x.astype(np.float64)))
@@ -161,7 +161,7 @@ def test_formant_shift_changes_only_training_speakers(tmp_path: Path) -> None:
 _SPEAK = """
 import sys
 import numpy as np
-from sepkit.data import synth
+from sepkit.data.synthetic import synth
 for i in range(int(sys.argv[2])):  # generated variants written before the voice list is built
     synth._ensure_variant(synth.backend().data, synth.Voice("en-us", "m3", formant_scale=1.2 + i / 1000))
 np.save(sys.argv[1], synth.synthesize("Hello there, how are you?", synth.Voice("en-gb-scotland", "m3")))

@@ -23,14 +23,14 @@ import torch
 from scipy.signal import firwin, lfilter
 from torch import Tensor, nn
 
+from sepkit.cli.separate import add_arguments as add_separate_arguments
+from sepkit.cli.separate import run as run_separate
 from sepkit.evaluation.shift_ensemble import ShiftEnsemble
 from sepkit.inference import (
     InputError,
     Separator,
     StreamingSeparator,
-    add_separate_arguments,
     resolve_checkpoint,
-    run_separate,
     separate_file,
     separate_files,
     separate_waveform,

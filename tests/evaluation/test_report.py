@@ -18,9 +18,11 @@ import soundfile as sf
 import torch
 import yaml
 
+from sepkit.cli.report import add_arguments as add_report_arguments
+from sepkit.cli.report import run as run_report
 from sepkit.evaluation.audio import safe_name, save_example_audio
 from sepkit.evaluation.results import ResultsWriter, read_results
-from sepkit.report import add_report_arguments, run_report, write_report
+from sepkit.report import write_report
 
 torch.set_num_threads(1)
 SR = 8000

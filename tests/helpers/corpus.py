@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sepkit.data.generate import CorpusSpec, generate_corpus
+from sepkit.data.synthetic.generate import CorpusSpec, generate_corpus
 
 #: 2 speakers, 8 kHz, 2–3 s utterances: 24 / 8 / 8 mixtures.
 TEST_CORPUS_SPEC = CorpusSpec(

@@ -50,7 +50,7 @@ def test_readme_opens_with_the_two_setup_commands() -> None:
 
 @pytest.mark.parametrize("argv", sepkit_invocations(), ids=lambda a: " ".join(a[:2]))
 def test_every_sepkit_command_in_the_readme_parses(argv: list[str]) -> None:
-    parser = build_parser()
+    parser = build_parser(argv[0])  # the subcommand's own arguments are built when named
     args, extra = parser.parse_known_args(argv)
     assert all("=" in e and not e.startswith("-") for e in extra), f"unknown options {extra}"
     recipe = getattr(args, "recipe", None)

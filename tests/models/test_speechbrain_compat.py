@@ -17,14 +17,16 @@ from typing import Any
 import pytest
 import torch
 
+from sepkit.cli.import_speechbrain import add_arguments as add_import_arguments
+from sepkit.cli.import_speechbrain import run as run_import
 from sepkit.models import model_config_from_dict
 from sepkit.models.contract import spec_of
 from sepkit.models.io import load_model
-from sepkit.models.sepformer import add_import_arguments, from_speechbrain, run_import
 from sepkit.models.speechbrain import (
     SpeechBrainImportError,
     config_from_hparams,
     load_hyperpyyaml,
+    load_speechbrain_sepformer,
 )
 
 TOLERANCE = 1e-4
@@ -119,13 +121,13 @@ def test_hyperpyyaml_refs_interpolation_and_arithmetic(tmp_path: Path) -> None:
 
 def test_bad_cards_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(SpeechBrainImportError, match=r"no hyperparams\.yaml"):
-        from_speechbrain(tmp_path)
+        load_speechbrain_sepformer(tmp_path)
     (tmp_path / "hyperparams.yaml").write_text(PUBLISHED_WSJ02MIX.replace("norm: ln", "norm: gln"))
     with pytest.raises(SpeechBrainImportError, match="norm 'gln'"):
-        from_speechbrain(tmp_path)
+        load_speechbrain_sepformer(tmp_path)
     (tmp_path / "hyperparams.yaml").write_text(PUBLISHED_WSJ02MIX)
     with pytest.raises(SpeechBrainImportError, match=r"encoder\.ckpt: missing"):
-        from_speechbrain(tmp_path)
+        load_speechbrain_sepformer(tmp_path)
 
 
 # --------------------------------------------------------------------------- against SpeechBrain
@@ -254,7 +256,7 @@ def speechbrain_separate(mix: torch.Tensor, encoder: Any, masknet: Any, decoder:
 def test_outputs_equal_speechbrain(dual_path: Any, index: int, tmp_path: Path) -> None:
     cfg = CONFIGS[index]
     sb_modules = write_card(cfg, tmp_path, dual_path)
-    model = from_speechbrain(tmp_path)
+    model = load_speechbrain_sepformer(tmp_path)
     assert (spec_of(model) or {})["num_spks"] == cfg["spks"]
     gen = torch.Generator().manual_seed(index)
     worst = 0.0

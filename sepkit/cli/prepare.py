@@ -1,0 +1,73 @@
+"""``sepkit prepare``: make a corpus from single-speaker recordings (its arguments and its run)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``sepkit prepare`` (the CLI only wires these)."""
+    from sepkit.data.prepare import PrepareSpec
+
+    d = PrepareSpec()
+    parser.add_argument(
+        "source",
+        type=Path,
+        help="folder with one sub-folder per speaker (LibriSpeech, VCTK, your own), or a CSV "
+        "file with the columns path,speaker[,gender]",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="corpus folder to write")
+    parser.add_argument(
+        "--sample-rate",
+        type=int,
+        default=d.sample_rate,
+        help="rate of the corpus; recordings at other rates are resampled (default 8000)",
+    )
+    parser.add_argument("--num-spks", type=int, default=d.num_spks, help="speakers per mixture")
+    parser.add_argument(
+        "--valid-speakers", type=int, default=0, help="held-out validation speakers (default 5%%)"
+    )
+    parser.add_argument(
+        "--test-speakers", type=int, default=0, help="held-out test speakers (default 10%%)"
+    )
+    parser.add_argument("--n-valid", type=int, default=d.n_valid, help="validation mixtures")
+    parser.add_argument("--n-test", type=int, default=d.n_test, help="test mixtures")
+    parser.add_argument(
+        "--mix-seconds",
+        type=float,
+        default=d.mix_seconds,
+        help="length of valid/test mixtures (0 = whole recordings, cut to the shortest)",
+    )
+    parser.add_argument(
+        "--gain-db", type=float, default=d.gain_db, help="relative levels within +-GAIN_DB"
+    )
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=d.min_seconds,
+        help="shorter recordings are unusable (default 1)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=d.seed, help="which speakers are held out, and the mixtures"
+    )
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="leave unusable recordings out instead of failing"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from sepkit.data.prepare import describe, prepare_corpus, spec_from_args
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    summary = prepare_corpus(
+        args.source,
+        args.out,
+        spec_from_args(args),
+        skip_bad=args.skip_bad,
+        progress=sys.stderr.isatty(),
+    )
+    print(describe(summary))
+    return 0
