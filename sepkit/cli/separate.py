@@ -6,7 +6,12 @@ import argparse
 import math
 from pathlib import Path
 
-from sepkit.inference.common import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, InputError
+from sepkit.inference.common import (
+    DEFAULT_CHUNK_SECONDS,
+    DEFAULT_OVERLAP_SECONDS,
+    InputError,
+    overlap_fits,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +76,7 @@ def _check_options(chunk_seconds: float, overlap_seconds: float, shifts: int | N
             f"--chunk-seconds {chunk_seconds}: must be a length in seconds, or 0 for the whole "
             "file at once"
         )
-    if chunk_seconds and not 0 <= overlap_seconds <= chunk_seconds / 2:
+    if chunk_seconds and not overlap_fits(chunk_seconds, overlap_seconds):
         raise InputError(
             f"--overlap-seconds {overlap_seconds}: must be between 0 and half of --chunk-seconds "
             f"({chunk_seconds})"

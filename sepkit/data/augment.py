@@ -31,8 +31,8 @@ def crop_window(rng: np.random.Generator, length: int, target: int) -> tuple[int
 
 
 #: Speed factors are drawn on this grid. soxr resamples a ratio of small integers (k/100) much
-#: faster than an arbitrary one: 0.31 against 0.85 ms for a 1 s source at 8 kHz, a third of the
-#: demo's batch-making time; 31 speeds in 0.85-1.15 are as many as augmentation needs.
+#: faster than an arbitrary one (docs/benchmarks.md), and 31 speeds in 0.85-1.15 are as many as
+#: augmentation needs.
 SPEED_STEP = 0.01
 
 

@@ -93,12 +93,6 @@ def _warn(utt_id: str | None, metric: str, reason: str) -> None:
     warnings.warn(f"{metric} is NaN for {where}: {reason}", MetricWarning, stacklevel=3)
 
 
-def _as_float64(x: Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(x, Tensor):
-        return x.detach().to("cpu", torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
 def sdr_aligned(
     refs: np.ndarray, ests: np.ndarray, filter_length: int = SDR_FILTER_LENGTH
 ) -> np.ndarray:

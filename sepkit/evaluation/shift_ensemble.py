@@ -3,9 +3,8 @@
 Why: a separator with a strided encoder sees its input through frames that start every ``hop``
 samples, and its estimate depends on where those frame boundaries fall. Delaying the input by a
 fraction of a hop gives another, equally valid estimate whose errors are partly independent of the
-first; their mean is better than either. On the demo's Conv-TasNet (hop 16) two shifts (0 and 8
-samples) add +0.2 dB test SI-SNRi and four shifts +0.25 dB (docs/demo.md, session 7) for 2x / 4x
-the inference cost and no training cost.
+first; their mean is better than either, for N times the inference cost and no training cost
+(the gain on the demo is in docs/demo.md).
 
 The estimates of different shifts may list the speakers in a different order, so each one is
 put in the order of the running sum (permutation by SI-SNR, as PIT) and given its sign before

@@ -16,6 +16,12 @@ RELIABLE_CORRELATION = 0.5
 INPUT_RMS = 0.05
 
 
+def overlap_fits(chunk: float, overlap: float) -> bool:
+    """The one chunking rule: an overlap of at most half a chunk (the cross-fade uses the middle
+    half of the overlap, and consecutive overlaps must not meet). Seconds or samples alike."""
+    return 0 <= overlap <= chunk / 2
+
+
 class InputError(RuntimeError):
     """An input of ``separate`` cannot be used: a recording (the message names the file) or an
     option value (the message names the option). The CLI prints it as one ``sepkit: error:``."""

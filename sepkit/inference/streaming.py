@@ -38,6 +38,7 @@ from sepkit.inference.common import (
     DEFAULT_OVERLAP_SECONDS,
     INPUT_RMS,
     RELIABLE_CORRELATION,
+    overlap_fits,
 )
 from sepkit.losses import best_permutation, pairwise_si_snr
 
@@ -71,7 +72,7 @@ class StreamingSeparator:
         align: bool = True,
         match_gain: bool = False,
     ) -> None:
-        if chunk < 0 or overlap < 0 or (chunk and not 0 < overlap < chunk // 2 + 1):
+        if chunk < 0 or (chunk and not (overlap > 0 and overlap_fits(chunk, overlap))):
             raise ValueError(
                 f"chunk of {chunk} samples with overlap {overlap}: need 0 < overlap <= chunk / 2"
             )
@@ -188,7 +189,7 @@ def chunk_sizes(
         return 0, 0
     chunk = round(chunk_seconds * model_sr)
     overlap = max(1, round(overlap_seconds * model_sr))
-    if overlap * 2 > chunk:
+    if not overlap_fits(chunk, overlap):
         raise ValueError(
             f"overlap_seconds={overlap_seconds} must be at most half of chunk_seconds={chunk_seconds}"
         )

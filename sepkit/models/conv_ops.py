@@ -1,7 +1,7 @@
 """CPU fast paths for the two slowest pieces of a Conv-TasNet step: PReLU and depthwise convolution.
 
-A profile of the demo's Conv-TasNet training step on one CPU core (docs/benchmarks.md) put 17 %
-of it in ``_prelu_kernel_backward`` and over a quarter in the backward of the dilated depthwise
+A profile of the demo's Conv-TasNet training step on one CPU core (docs/benchmarks.md) put a large
+share of it in ``_prelu_kernel_backward`` and in the backward of the dilated depthwise
 convolutions, for work that is a few multiply-adds per sample:
 
 * PReLU with one shared slope: ATen's CPU backward computes the input and slope gradients in

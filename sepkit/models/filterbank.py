@@ -30,10 +30,9 @@ class Decoder(nn.Module):
 
     On CPU float32, when the hop divides the filter length (every built-in model: hop L/2), it
     is computed as one matrix product (frames -> windows) and an overlap-add of ``L / hop``
-    shifted copies: the same numbers as ``ConvTranspose1d`` at about 0.4x its forward+backward
-    time, whose CPU kernel was a tenth of a small Conv-TasNet's training step
-    (docs/benchmarks.md). The parameter is the transposed convolution's, so weights load as
-    before. ``SEPKIT_FAST_CONV_OPS=0`` turns it off.
+    shifted copies: the same numbers as ``ConvTranspose1d``, whose CPU kernel is slow for this
+    one-output-channel shape (docs/benchmarks.md). The parameter is the transposed
+    convolution's, so weights load as before. ``SEPKIT_FAST_CONV_OPS=0`` turns it off.
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int | None = None) -> None:

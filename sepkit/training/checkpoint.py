@@ -74,9 +74,8 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
     Why: checkpoint averaging (ESPnet averages the N best by validation loss, fairseq the last N)
     often beats the single best checkpoint once the learning rate has come down, when the best
-    checkpoints sit around one minimum. It is no free gain while the rate is still high: on the
-    demo it moved test SI-SNRi by +0.47 dB (two checkpoints after a plateau halving), -0.21 dB and
-    +0.05 dB (before any) (docs/demo.md), so it is off by default (``train.average_best`` = 1).
+    checkpoints sit around one minimum. It is no free gain while the rate is still high (on the
+    demo it went both ways, docs/demo.md), so it is off by default (``train.average_best`` = 1).
     """
     first = states[0]
     for other in states[1:]:

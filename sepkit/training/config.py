@@ -28,7 +28,7 @@ class TrainConfig:
     save_audio: bool = False
     n_audio_to_save: int | None = None  # None = all test examples
     # test and separate with the estimate averaged over this many sub-frame shifts of the input
-    # (sepkit/evaluation/shift_ensemble.py): ~+0.25 dB for 4x the inference cost; validation stays
+    # (sepkit/evaluation/shift_ensemble.py), for N times the inference cost; validation stays
     # single-pass (it runs every epoch, inside the training budget). 1 = off
     test_shifts: int = 1
     precision: Precision = "fp32"

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from sepkit.data.batch import Batch
 from sepkit.losses import Objective, build_objective, defined_examples
-from sepkit.training import runtime
+from sepkit.training import distributed, runtime
 from sepkit.training.checkpoint import CheckpointManager
 from sepkit.training.config import TrainConfig
 from sepkit.training.ema import WeightEMA
@@ -76,8 +76,8 @@ class TrainerCore:
         self.module = model.to(self.device)
         self.optimizer = optimizer
         self.distributed = dist.is_available() and dist.is_initialized()
-        self.rank = dist.get_rank() if self.distributed else 0
-        self.world_size = dist.get_world_size() if self.distributed else 1
+        self.rank = distributed.rank()
+        self.world_size = distributed.world_size()
         # The weights validation, test and checkpoints' model_state use (see eval_module); copied
         # before DDP wraps the module and hooks its parameters.
         self.ema = WeightEMA(self.module, self.config.ema_decay) if self.config.ema_decay else None

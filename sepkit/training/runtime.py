@@ -16,12 +16,11 @@ from sepkit.utils.device import resolve_device
 
 __all__ = ["resolve_device"]  # re-exported: the trainer's device comes from here too
 
-# Measured on the 2-core reference machine (bench/threads.py, Conv-TasNet small, 4 x 2 s):
-# alone on a quiet machine, 2 intra-op threads made a step 1.56x faster than 1 thread; next to a
-# single busy process (a data-loader worker, a corpus generator, another job) 2 threads made it
-# 2.6x slower, while 1 thread lost only 3 %. So sepkit defaults to 1 thread per process on
-# machines with <= 4 cores and uses the cores through processes instead (`sepkit demo` trains
-# with one DDP process per core, which matched the 2-thread throughput without the fragility),
+# On a small machine, intra-op threads are fragile: they help a process alone on the machine and
+# hurt badly next to any other busy process (a data-loader worker, a corpus generator, another
+# job), while one thread per process loses little (bench/threads.py; figures in
+# docs/benchmarks.md). So sepkit defaults to 1 thread per process on machines with <= 4 cores and
+# uses the cores through processes instead (`sepkit demo` trains with one DDP process per core),
 # and to half the cores above that. ``threads=N`` in a recipe overrides it.
 SMALL_MACHINE_CORES = 4
 
