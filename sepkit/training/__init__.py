@@ -1,7 +1,7 @@
 """The robust, model-agnostic separation trainer.
 
-``Trainer`` is resolved lazily: ``sepkit.config`` imports the config classes from here, and the
-trainer module (through checkpoints and model files) imports ``sepkit.config`` back.
+``Trainer`` is resolved lazily, so that importing the config classes (``sepkit.recipe`` does)
+loads neither torch nor the trainer.
 """
 
 from __future__ import annotations
