@@ -59,13 +59,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sepkit.data.prepare import describe, prepare_corpus, spec_from_args
+    from sepkit.data.prepare import PrepareSpec, describe, prepare_corpus
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     summary = prepare_corpus(
         args.source,
         args.out,
-        spec_from_args(args),
+        PrepareSpec(
+            sample_rate=args.sample_rate,
+            num_spks=args.num_spks,
+            valid_speakers=args.valid_speakers,
+            test_speakers=args.test_speakers,
+            n_valid=args.n_valid,
+            n_test=args.n_test,
+            mix_seconds=args.mix_seconds,
+            gain_db=args.gain_db,
+            min_seconds=args.min_seconds,
+            seed=args.seed,
+        ),
         skip_bad=args.skip_bad,
         progress=sys.stderr.isatty(),
     )

@@ -28,7 +28,6 @@ command never modifies its input, and writes only into an empty folder or a corp
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -363,24 +362,6 @@ def _write_mixtures(
         rows.append(row)
     atomic_write_csv(out / f"{split}.csv", rows)
     return count
-
-
-# --------------------------------------------------------------------------------------- CLI
-
-
-def spec_from_args(args: argparse.Namespace) -> PrepareSpec:
-    return PrepareSpec(
-        sample_rate=args.sample_rate,
-        num_spks=args.num_spks,
-        valid_speakers=args.valid_speakers,
-        test_speakers=args.test_speakers,
-        n_valid=args.n_valid,
-        n_test=args.n_test,
-        mix_seconds=args.mix_seconds,
-        gain_db=args.gain_db,
-        min_seconds=args.min_seconds,
-        seed=args.seed,
-    )
 
 
 def describe(summary: dict[str, Any]) -> str:
