@@ -131,7 +131,6 @@ class TrainerCore:
         self._micro_index = 0  # position inside a gradient-accumulation cycle
         self._contributing = 0  # micro-batches of this cycle that ran backward
         self._resumed = False
-        self._stepped = False  # whether the latest fit_batch made an optimiser update
         # Per-rank clock readings the loop wants agreed across ranks: (time budget spent,
         # time-based checkpoint due). Sent with the step's all-reduce; summed results land in
         # _agreed_flags. Empty outside fit(), so fit_batch alone sends nothing extra.

@@ -63,11 +63,10 @@ class TrainingStep(TrainerCore):
         grad_norm: float | None = None
         clipped = False
         reason = decision.reason
-        self._stepped = False
+        stepped: bool | None = None
         if is_update:
             # DDP's hook averaged the gradients only if this micro-batch ran backward.
             grad_norm, clipped, stepped = self._end_cycle(synced=decision.take_step)
-            self._stepped = bool(stepped)
             if stepped is False:
                 reason = reason or NONFINITE_GRAD
                 if decision.take_step:  # not counted above
@@ -77,14 +76,14 @@ class TrainingStep(TrainerCore):
             self._micro_index += 1
 
         self.step += 1
+        nonfinite_ids = [batch.ids[i] for i in decision.nonfinite_local if i < len(batch.ids)]
         if reason:
-            ids = batch.ids
-            if reason == decision.reason == NONFINITE_LOSS:
-                ids = [batch.ids[i] for i in decision.nonfinite_local if i < len(batch.ids)]
+            ids = nonfinite_ids if reason == decision.reason == NONFINITE_LOSS else batch.ids
             self.skip_streak.skipped(self.step, reason, ids)
-        elif is_update and self._stepped:
+        elif stepped:
             self.skip_streak.updated()
-        self._log_step(batch, decision, reason, grad_norm, clipped, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self._log_step(decision, reason, nonfinite_ids, grad_norm, clipped, seconds)
         return decision.loss
 
     def _end_cycle(self, synced: bool) -> tuple[float | None, bool, bool | None]:
@@ -163,14 +162,13 @@ class TrainingStep(TrainerCore):
 
     def _log_step(
         self,
-        batch: Batch,
         decision: StepDecision,
         reason: str,
+        skipped_ids: list[str],
         grad_norm: float | None,
         clipped: bool,
         seconds: float,
     ) -> None:
-        skipped_ids = [batch.ids[i] for i in decision.nonfinite_local if i < len(batch.ids)]
         if skipped_ids:
             log.warning(
                 "step %d: nonfinite loss for %s; step skipped", self.step, ", ".join(skipped_ids)
