@@ -26,6 +26,8 @@ EXAMPLES = """examples:
   sepkit train recipes/demo.yaml --run-dir runs/exp1 data.root=data/demo2mix train.max_minutes=30
   sepkit evaluate --run-dir runs/exp1 --save-audio --n-audio-to-save 10
   sepkit separate --run-dir runs/exp1 meeting.wav --out separated/
+  sepkit stream --run-dir runs/causal live.wav --out separated/ --block-size 64
+  sepkit export --run-dir runs/exp1 --format onnx --out model.onnx
   torchrun --nproc-per-node 2 -m sepkit train recipes/demo.yaml --run-dir runs/ddp
 """
 
@@ -74,6 +76,16 @@ SUBCOMMANDS = (
         "sepkit.cli.separate",
     ),
     Subcommand(
+        "stream",
+        "separate a file block by block as if it were live, with a causal model (low latency)",
+        "sepkit.cli.stream",
+    ),
+    Subcommand(
+        "export",
+        "export a trained model to ONNX (whole-signal, or a stateful stream for causal models)",
+        "sepkit.cli.export",
+    ),
+    Subcommand(
         "report",
         "write RUN_DIR/report.html: plots, metrics and audio players",
         "sepkit.cli.report",
@@ -117,11 +129,20 @@ def _command_in(argv: Sequence[str]) -> str | None:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "your input is wrong", shown without a traceback."""
     from sepkit.config import ConfigError
+    from sepkit.export.onnx import ExportError
     from sepkit.inference import InputError
     from sepkit.models.io import ModelFileError
+    from sepkit.models.streaming import NotStreamableError
     from sepkit.training.checkpoint import CheckpointError
 
-    errors: list[type[BaseException]] = [ConfigError, ModelFileError, CheckpointError, InputError]
+    errors: list[type[BaseException]] = [
+        ConfigError,
+        ModelFileError,
+        CheckpointError,
+        InputError,
+        NotStreamableError,
+        ExportError,
+    ]
     try:
         from sepkit.data.dataset import DataError
 

@@ -1,7 +1,7 @@
 """Separating recordings with a trained model.
 
 ``streaming``: the chunked overlap-add algorithm (speaker order, sign, edges; memory bounded by
-one chunk); ``files``: reading, resampling and writing files block by block; ``loading``: finding
+one chunk); ``realtime``: live, stateful block-by-block separation with a causal model; ``files``: reading, resampling and writing files block by block; ``loading``: finding
 and rebuilding a trained model; ``separator``: the high-level :class:`Separator`; ``common``:
 defaults and :class:`InputError`. The command line (``sepkit separate``) is in
 :mod:`sepkit.cli.separate`.
@@ -18,11 +18,13 @@ if TYPE_CHECKING:
     from sepkit.inference.common import InputError
     from sepkit.inference.files import separate_file, separate_files
     from sepkit.inference.loading import resolve_checkpoint
+    from sepkit.inference.realtime import LiveSeparator
     from sepkit.inference.separator import Separator
     from sepkit.inference.streaming import StreamingSeparator, separate_waveform
 
 _EXPORTS = {
     "InputError": "sepkit.inference.common",
+    "LiveSeparator": "sepkit.inference.realtime",
     "Separator": "sepkit.inference.separator",
     "StreamingSeparator": "sepkit.inference.streaming",
     "resolve_checkpoint": "sepkit.inference.loading",
@@ -32,6 +34,7 @@ _EXPORTS = {
 }
 __all__ = [
     "InputError",
+    "LiveSeparator",
     "Separator",
     "StreamingSeparator",
     "resolve_checkpoint",

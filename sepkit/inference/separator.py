@@ -14,9 +14,11 @@ from sepkit.evaluation.shift_ensemble import ShiftEnsemble
 from sepkit.inference.common import (
     DEFAULT_CHUNK_SECONDS,
     DEFAULT_OVERLAP_SECONDS,
+    InputError,
 )
 from sepkit.inference.files import separate_files
 from sepkit.inference.loading import load_model_for_separation
+from sepkit.inference.realtime import LiveSeparator
 from sepkit.inference.streaming import separate_waveform
 from sepkit.utils.device import resolve_device
 
@@ -36,6 +38,7 @@ class Separator:
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         model = model.to(self.device).eval()
+        self.base_model = model
         # shifts > 1: average over sub-frame delays of the input (evaluation/shift_ensemble.py)
         self.model = ShiftEnsemble(model, shifts) if shifts > 1 else model
         self.sample_rate = int(sample_rate)
@@ -64,6 +67,18 @@ class Separator:
             self.overlap_seconds,
             self.device,
         )
+
+    def stream(self, sample_rate: int | None = None) -> LiveSeparator:
+        """A live separator for a causal model: ``push(block)`` blocks of any size, get the
+        finished output back (``[C, n]``), ``finish()`` at the end. One pass, whatever
+        ``shifts`` says (a shift ensemble would add its shifts to the latency). ``sample_rate``:
+        the rate the blocks come at, which must be the model's."""
+        if sample_rate is not None and int(sample_rate) != self.sample_rate:
+            raise InputError(
+                f"sample-rate mismatch: streaming at {sample_rate} Hz, but the model runs at "
+                f"{self.sample_rate} Hz; resample the input to {self.sample_rate} Hz first"
+            )
+        return LiveSeparator(self.base_model, self.sample_rate, self.device)
 
     def separate_files(self, inputs: Sequence[str | Path], out_dir: str | Path) -> list[list[Path]]:
         return separate_files(

@@ -116,9 +116,23 @@ class DepthwiseConv1d(nn.Conv1d):
         super().__init__(channels, channels, kernel, dilation=dilation, groups=channels)
         self.pad_lr = padding
 
+    @property
+    def context(self) -> int:
+        """Input frames each output frame looks at besides its own: ``dilation * (kernel - 1)``."""
+        return self.dilation[0] * (self.kernel_size[0] - 1)
+
     def forward(self, x: Tensor) -> Tensor:
-        padded = F.pad(x, self.pad_lr)
-        if x.dim() == 3 and fast_conv_ops_enabled() and cpu_fast_path(x, self.weight, self.bias):
+        return self.valid(F.pad(x, self.pad_lr))
+
+    def valid(self, padded: Tensor) -> Tensor:
+        """The convolution of an input that already holds its context: ``context`` fewer frames
+        out than in. A stream calls it on the frames it kept from its previous block followed
+        by the new ones."""
+        if (
+            padded.dim() == 3
+            and fast_conv_ops_enabled()
+            and cpu_fast_path(padded, self.weight, self.bias)
+        ):
             out: Tensor = _DepthwiseConv1d.apply(padded, self.weight, self.bias, self.dilation[0])
             return out
         return F.conv1d(padded, self.weight, self.bias, dilation=self.dilation, groups=self.groups)

@@ -54,6 +54,10 @@ class ConvTasNetConfig:
             raise ValueError(f"Sc: must be >= 1, got {self.Sc}")
         if self.causal and self.norm == "gLN":
             raise ValueError("norm: gLN looks at future frames; use cLN with causal: true")
+        if self.causal and self.L % 2:
+            raise ValueError(
+                f"L: a causal model streams in hops of L/2, so L must be even, got {self.L}"
+            )
 
 
 class TemporalBlock(nn.Module):
@@ -89,9 +93,16 @@ class TemporalBlock(nn.Module):
         self.out_conv = nn.Conv1d(hidden, self.res_channels + skip, 1)
 
     def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
-        y = self.norm1(self.act1(self.in_conv(x)))
-        y = self.norm2(self.act2(self.dconv(y)))
-        out = self.out_conv(y)
+        return self.finish(x, self.dconv(self.expand(x)))
+
+    def expand(self, x: Tensor) -> Tensor:
+        """The part before the temporal convolution: frame by frame (a stream needs no state)."""
+        y: Tensor = self.norm1(self.act1(self.in_conv(x)))
+        return y
+
+    def finish(self, x: Tensor, conv_out: Tensor) -> tuple[Tensor | None, Tensor]:
+        """The part after it, frame by frame: ``(residual output or None, skip output)``."""
+        out = self.out_conv(self.norm2(self.act2(conv_out)))
         if self.res_channels == 0:
             return None, out
         res, skip = out.split([self.res_channels, out.shape[1] - self.res_channels], dim=1)
@@ -133,6 +144,10 @@ class TCNMaskNet(nn.Module):
             x, skip = block(x)
             skip_sum = skip if skip_sum is None else skip_sum + skip
         assert skip_sum is not None
+        return self.masks(skip_sum)
+
+    def masks(self, skip_sum: Tensor) -> Tensor:
+        """The mask head, frame by frame: summed skip outputs ``[B, Sc, F]`` -> ``[B, C, N, F]``."""
         logits = self.mask_conv(self.out_act(skip_sum))
         batch, _, num_frames = logits.shape
         logits = logits.view(batch, self.num_spks, -1, num_frames)
@@ -150,4 +165,5 @@ def build_convtasnet(cfg: ConvTasNetConfig) -> MaskingSeparator:
         TCNMaskNet(cfg),
         Decoder(cfg.N, cfg.L),
         num_spks=cfg.num_spks,
+        full_overlap=cfg.causal,
     )

@@ -20,6 +20,8 @@ SUBCOMMANDS = [
     "train",
     "evaluate",
     "separate",
+    "stream",
+    "export",
     "report",
     "import-speechbrain",
 ]
