@@ -56,10 +56,29 @@ class PReLU(nn.PReLU):
     """``nn.PReLU`` (same parameter, same state-dict key) with the fast CPU backward above."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.num_parameters == 1 and fast_conv_ops_enabled() and cpu_fast_path(x, self.weight):
+        fast = self.num_parameters == 1 and fast_conv_ops_enabled()
+        if fast and cpu_fast_path(x, self.weight) and _needs_grad(x, self.weight):
             out: Tensor = _SharedPReLU.apply(x, self.weight)
             return out
         return F.prelu(x, self.weight)
+
+
+def _depthwise_taps(padded: Tensor, weight: Tensor, bias: Tensor | None, dilation: int) -> Tensor:
+    """The depthwise convolution as ``P`` multiply-adds on shifted views (the forward)."""
+    taps = weight.shape[-1]
+    length = padded.shape[-1] - dilation * (taps - 1)
+    w = weight.reshape(-1, taps, 1)  # [C, P, 1]: each tap broadcasts over time
+    out = padded[..., :length] * w[:, 0]
+    for k in range(1, taps):
+        out.addcmul_(padded[..., k * dilation : k * dilation + length], w[:, k])
+    if bias is not None:
+        out += bias.unsqueeze(-1)
+    return out
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    """Whether a backward may run: only then is a custom autograd Function worth its cost."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 class _DepthwiseConv1d(torch.autograd.Function):
@@ -69,14 +88,7 @@ class _DepthwiseConv1d(torch.autograd.Function):
     def forward(
         ctx: Any, padded: Tensor, weight: Tensor, bias: Tensor | None, dilation: int
     ) -> Tensor:
-        taps = weight.shape[-1]
-        length = padded.shape[-1] - dilation * (taps - 1)
-        w = weight.reshape(-1, taps, 1)  # [C, P, 1]: each tap broadcasts over time
-        out = padded[..., :length] * w[:, 0]
-        for k in range(1, taps):
-            out.addcmul_(padded[..., k * dilation : k * dilation + length], w[:, k])
-        if bias is not None:
-            out += bias.unsqueeze(-1)
+        out = _depthwise_taps(padded, weight, bias, dilation)
         ctx.dilation = dilation
         ctx.has_bias = bias is not None
         ctx.save_for_backward(padded, weight)
@@ -133,6 +145,24 @@ class DepthwiseConv1d(nn.Conv1d):
             and fast_conv_ops_enabled()
             and cpu_fast_path(padded, self.weight, self.bias)
         ):
+            if not _needs_grad(padded, self.weight, self.bias):  # inference: no Function needed
+                return _depthwise_taps(padded, self.weight, self.bias, self.dilation[0])
             out: Tensor = _DepthwiseConv1d.apply(padded, self.weight, self.bias, self.dilation[0])
             return out
         return F.conv1d(padded, self.weight, self.bias, dilation=self.dilation, groups=self.groups)
+
+
+class PointwiseConv1d(nn.Conv1d):
+    """A kernel-1 ``nn.Conv1d`` (same parameters and keys) that, when no backward will run,
+    is one matrix product: ATen sends small 1x1 convolutions through its slow generic kernel,
+    which dominates a live stream's few-frame blocks. Training keeps the stock convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        fast = x.dim() == 3 and fast_conv_ops_enabled() and cpu_fast_path(x, self.weight)
+        if fast and not _needs_grad(x, self.weight, self.bias):
+            out = torch.matmul(self.weight.squeeze(-1), x)
+            return out if self.bias is None else out.add_(self.bias.unsqueeze(-1))
+        return super().forward(x)

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from sepkit.models.conv_ops import DepthwiseConv1d, PReLU
+from sepkit.models.conv_ops import DepthwiseConv1d, PointwiseConv1d, PReLU
 from sepkit.models.filterbank import Decoder, Encoder
 from sepkit.models.norms import NormKind, make_norm
 from sepkit.models.separator import MaskingSeparator
@@ -81,7 +81,7 @@ class TemporalBlock(nn.Module):
         residual: bool,
     ) -> None:
         super().__init__()
-        self.in_conv = nn.Conv1d(bottleneck, hidden, 1)
+        self.in_conv = PointwiseConv1d(bottleneck, hidden)
         self.act1 = PReLU()
         self.norm1 = make_norm(norm, hidden)
         total_pad = (kernel - 1) * dilation
@@ -90,7 +90,7 @@ class TemporalBlock(nn.Module):
         self.act2 = PReLU()
         self.norm2 = make_norm(norm, hidden)
         self.res_channels = bottleneck if residual else 0
-        self.out_conv = nn.Conv1d(hidden, self.res_channels + skip, 1)
+        self.out_conv = PointwiseConv1d(hidden, self.res_channels + skip)
 
     def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
         return self.finish(x, self.dconv(self.expand(x)))
@@ -118,7 +118,7 @@ class TCNMaskNet(nn.Module):
         self.num_spks = cfg.num_spks
         self.mask_act = cfg.mask_act
         self.in_norm = make_norm(cfg.norm, cfg.N)
-        self.bottleneck = nn.Conv1d(cfg.N, cfg.B, 1)
+        self.bottleneck = PointwiseConv1d(cfg.N, cfg.B)
         count = cfg.X * cfg.R
         self.blocks = nn.ModuleList(
             TemporalBlock(
@@ -134,7 +134,7 @@ class TCNMaskNet(nn.Module):
             for i in range(count)
         )
         self.out_act = PReLU()
-        self.mask_conv = nn.Conv1d(skip, cfg.num_spks * cfg.N, 1)
+        self.mask_conv = PointwiseConv1d(skip, cfg.num_spks * cfg.N)
 
     def forward(self, frames: Tensor) -> Tensor:
         x: Tensor | None = self.bottleneck(self.in_norm(frames))

@@ -91,3 +91,17 @@ def test_convtasnet_step_equals_its_float64_reference() -> None:
     for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
         assert p.grad is not None and q.grad is not None, name
         torch.testing.assert_close(p.grad.double(), q.grad, rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_pointwise_conv_in_inference_equals_the_stock_convolution() -> None:
+    """The matrix-product path (no grad) against ``F.conv1d`` in float64."""
+    from sepkit.models.conv_ops import PointwiseConv1d
+
+    torch.manual_seed(0)
+    conv = PointwiseConv1d(12, 7)
+    x = torch.randn(3, 12, 5)
+    with torch.no_grad():
+        got = conv(x)
+        want = torch.nn.functional.conv1d(x.double(), conv.weight.double(), conv.bias.double())
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-6)
+    assert conv(x).requires_grad  # with grad: the stock convolution, differentiable
