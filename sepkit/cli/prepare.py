@@ -56,6 +56,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-bad", action="store_true", help="leave unusable recordings out instead of failing"
     )
+    parser.add_argument(
+        "--noise",
+        default=d.noise,
+        metavar="none|shipped|FOLDER",
+        help="noisy validation and test mixtures (mix = sources + noise), with noise from the "
+        "last 20%% of each recording, which training (data.noise) never hears: shipped = the "
+        "real noises inside sepkit, or a folder of noise recordings (default none)",
+    )
+    parser.add_argument(
+        "--noise-snr-db",
+        type=float,
+        nargs=2,
+        default=list(d.noise_snr_db),
+        metavar=("LOW", "HIGH"),
+        help="SNR of the loudest speaker over the noise, uniform in [LOW, HIGH] dB "
+        "(default -6 3, as WHAM!)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             gain_db=args.gain_db,
             min_seconds=args.min_seconds,
             seed=args.seed,
+            noise=args.noise,
+            noise_snr_db=(args.noise_snr_db[0], args.noise_snr_db[1]),
         ),
         skip_bad=args.skip_bad,
         progress=sys.stderr.isatty(),

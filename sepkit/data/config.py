@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,8 +17,20 @@ class DataConfig:
     test_split: str = "test"
     sample_rate: int = 8000
     num_spks: int = 2
-    # Add the corpus's noise track to the mixture target set (WHAM!-style noisy separation).
+    # The corpus's own noise track (WHAM!-style): read mix_both (WHAM!, Libri2Mix) rather than
+    # mix_clean, return the noise with each example, and, when the training split is remixed on
+    # the fly, draw the training noise from its noise tracks. Targets stay the clean sources.
     use_noise: bool = False
+    # Noise added to the mixtures sepkit makes for training (on-the-fly mixing, or on top of a
+    # clean fixed training split): none | shipped (the real noises inside the package) | a folder
+    # of noise recordings. Training hears the first 80 % of each recording; validation and test
+    # mixtures (`sepkit prepare --noise`) use the last 20 % (sepkit/data/noise.py).
+    noise: str = "none"
+    # SNR of the noise, uniform in [low, high] dB. WHAM!'s convention and range: the power of the
+    # loudest source over the noise's power, both over the mixture's samples.
+    noise_snr_db: tuple[float, float] = (-6.0, 3.0)
+    # Estimate the noise too: it becomes the last source, so the model needs num_spks + 1 outputs.
+    noise_as_source: bool = False
     # Random crop of training examples (seed recipe names); validation/test use whole utterances.
     limit_training_signal_len: bool = True
     training_signal_len: int = 32000
@@ -65,3 +78,20 @@ class DataConfig:
         lo, hi = self.speed_perturb_range
         if not 0 < lo <= hi:
             raise ValueError("data.speed_perturb_range: need 0 < low <= high")
+        if not self.noise.strip():
+            raise ValueError("data.noise: use none, shipped or a folder of noise recordings")
+        lo, hi = self.noise_snr_db
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(
+                f"data.noise_snr_db: need finite [low, high] with low <= high, got [{lo}, {hi}]"
+            )
+        if self.noise_as_source and not self.noisy:
+            raise ValueError(
+                "data.noise_as_source: there is no noise to estimate; set data.noise (shipped or "
+                "a folder) or data.use_noise=true"
+            )
+
+    @property
+    def noisy(self) -> bool:
+        """Whether examples carry noise: added by sepkit (data.noise) or the corpus's own."""
+        return self.use_noise or self.noise != "none"

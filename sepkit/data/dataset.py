@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from sepkit.data.augment import (
     STREAM_CROP,
     STREAM_MIX,
+    STREAM_NOISE,
     STREAM_SPEED,
     crop_window,
     example_rng,
@@ -33,7 +34,14 @@ from sepkit.data.config import DataConfig
 from sepkit.data.corpus import Record, load_records
 from sepkit.data.dynamic_mixing import DynamicMixer
 from sepkit.data.errors import DataError, Problem, format_problems, write_bad_examples
-from sepkit.data.validate import FactsCache, check_records, default_cache_path, inspect_all
+from sepkit.data.noise import NoisePool, NoiseSegment
+from sepkit.data.validate import (
+    FactsCache,
+    FileFacts,
+    check_records,
+    default_cache_path,
+    inspect_all,
+)
 
 __all__ = ["DataError", "SeparationDataset", "build_dataset"]
 
@@ -41,7 +49,12 @@ log = logging.getLogger(__name__)
 
 
 class SeparationDataset(Dataset[Example]):
-    """Examples of one split: ``mix [T]``, ``sources [C, T]``, ``noise [T]`` or None (float32)."""
+    """Examples of one split: ``mix [T]``, ``sources [C, T]``, ``noise [T]`` or None (float32).
+
+    With a ``noise`` pool (training only) every example gets noise drawn from its own generator
+    (stream :data:`~sepkit.data.augment.STREAM_NOISE`): on-the-fly mixtures and crops of fixed
+    mixtures draw exactly what they draw without noise, and ``mix = sum(sources) + noise``.
+    """
 
     def __init__(
         self,
@@ -54,6 +67,7 @@ class SeparationDataset(Dataset[Example]):
         mixer: DynamicMixer | None = None,
         length: int | None = None,
         utterances: bool = False,
+        noise: NoisePool | None = None,
     ) -> None:
         self.records = records
         self.length = len(records) if length is None else length
@@ -68,6 +82,7 @@ class SeparationDataset(Dataset[Example]):
         self.mixer = mixer
         self.crop = cfg.training_signal_len if train and cfg.limit_training_signal_len else None
         self.speed = cfg.speed_perturb_range if train and cfg.speed_perturb else None
+        self.noise = noise
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -80,14 +95,19 @@ class SeparationDataset(Dataset[Example]):
 
     def __getitem__(self, index: int) -> Example:
         if self.mixer is not None:
-            sources, noise, speakers = self.mixer.make(self._rng(index, STREAM_MIX), self.crop)
+            sources, speakers = self.mixer.make(self._rng(index, STREAM_MIX), self.crop)
+            noise = None
+            if self.noise is not None:
+                noisy = self.noise.add(self._rng(index, STREAM_NOISE), sources)
+                sources, noise = noisy.sources, noisy.noise
             mix = sources.sum(axis=0) + (noise if noise is not None else 0.0)
             rid = self.records[index % len(self.records)].id
             if self.utterances:
                 rid = f"{'+'.join(speakers)}@epoch{self.epoch}:{index}"
-            return _example(rid, mix, sources, noise)
+            return self._example(rid, mix, sources, noise)
         rec = self.records[index]
-        with_noise = self.cfg.use_noise and rec.noise is not None
+        # The corpus's noise track, unless sepkit adds its own (never both: build_dataset).
+        with_noise = self.cfg.noisy and rec.noise is not None and self.noise is None
         files = [rec.mix, *rec.sources, *([rec.noise] if with_noise and rec.noise else [])]
         factor = 1.0
         if self.speed is not None:
@@ -102,8 +122,21 @@ class SeparationDataset(Dataset[Example]):
             if self.crop is not None:
                 tracks = tracks[: self.crop]
         n_src = len(rec.sources)
+        mix, sources = tracks[:, 0], tracks[:, 1 : 1 + n_src].T
         noise = tracks[:, 1 + n_src] if with_noise else None
-        return _example(rec.id, tracks[:, 0], tracks[:, 1 : 1 + n_src].T, noise)
+        if self.noise is not None:
+            noisy = self.noise.add(self._rng(index, STREAM_NOISE), sources, mix)
+            mix, sources, noise = noisy.mix, noisy.sources, noisy.noise
+        return self._example(rec.id, mix, sources, noise)
+
+    def _example(
+        self, rid: str, mix: np.ndarray, sources: np.ndarray, noise: np.ndarray | None
+    ) -> Example:
+        if self.cfg.noise_as_source:  # the noise is one more source to estimate
+            if noise is None:
+                raise DataError(f"{rid}: no noise to add as a source (data.noise_as_source)")
+            sources = np.concatenate([sources, noise[None, :]], axis=0)
+        return _example(rid, mix, sources, noise)
 
 
 def _read(path: Path, start: int, stop: int) -> np.ndarray:
@@ -161,7 +194,7 @@ def build_dataset(
     paths = [p for r in records for p in (r.mix, *r.sources, *([r.noise] if r.noise else []))]
     facts = inspect_all(paths, cache)
     cache.save()
-    problems += check_records(records, facts, cfg.sample_rate, cfg.use_noise)
+    problems += check_records(records, facts, cfg.sample_rate, cfg.noisy)
     if problems:
         if report_dir is not None:
             write_bad_examples(Path(report_dir) / "bad_examples.csv", problems)
@@ -190,8 +223,9 @@ def build_dataset(
             gain_db=cfg.mix_gain_db,
             speed_range=cfg.speed_perturb_range if cfg.speed_perturb else None,
             random_polarity=cfg.random_polarity,
-            use_noise=cfg.use_noise,
         )
+    noise = _noise_pool(cfg, records, facts, layout, mixer is not None) if train else None
+    _check_noise_tracks(cfg, split, layout, records, train, noise)
     length = cfg.mixtures_per_epoch if mixer is not None and cfg.mixtures_per_epoch else None
     return SeparationDataset(
         records,
@@ -202,4 +236,64 @@ def build_dataset(
         mixer=mixer,
         length=length,
         utterances=utterances,
+        noise=noise,
     )
+
+
+def _noise_pool(
+    cfg: DataConfig, records: list[Record], facts: dict[Path, FileFacts], layout: str, dynamic: bool
+) -> NoisePool | None:
+    """The training noise: ``data.noise``'s pool (the training part of each recording), else,
+    when the split is remixed on the fly with ``data.use_noise``, the corpus's own noise tracks
+    (already validated with the split; silent ones left out, short ones never drawn)."""
+    if cfg.noise != "none":
+        if not dynamic and cfg.use_noise:
+            raise DataError(
+                "data.noise: the training split's fixed mixtures already hold the corpus's noise "
+                "(data.use_noise=true); adding more would change their SNR. Set one of them"
+            )
+        need = cfg.training_signal_len if cfg.limit_training_signal_len else None
+        return NoisePool.load(cfg.noise, "train", cfg.sample_rate, cfg.noise_snr_db, need=need)
+    if not (cfg.use_noise and dynamic):
+        return None
+    tracks = {r.noise: facts[r.noise] for r in records if r.noise is not None}
+    segments = [
+        NoiseSegment(p, f.rate, 0, f.frames, f.frames)
+        for p, f in tracks.items()
+        if not f.error and not f.silent and f.frames > 0
+    ]
+    if not segments:
+        raise DataError(
+            f"data.use_noise: the training split ({layout}) has no noise tracks to remix; "
+            "set data.noise=shipped (or a folder of noise recordings), or data.use_noise=false"
+        )
+    return NoisePool(segments, cfg.sample_rate, cfg.noise_snr_db)
+
+
+def _check_noise_tracks(
+    cfg: DataConfig,
+    split: str,
+    layout: str,
+    records: list[Record],
+    train: bool,
+    noise: NoisePool | None,
+) -> None:
+    """Every example of a run with ``data.noise_as_source`` needs noise; and a noisy training
+    run scored on clean mixtures is worth a warning, not an error (it may be meant)."""
+    if noise is not None:
+        return
+    missing = [r.id for r in records if r.noise is None]
+    if cfg.noise_as_source and missing:
+        raise DataError(
+            f"data.noise_as_source: {len(missing)} example(s) of split {split!r} ({layout}) have "
+            f"no noise track (first: {missing[0]}); a noisy corpus (WHAM!, Libri2Mix mix_both, "
+            "sepkit prepare --noise) has one per mixture"
+        )
+    if not train and cfg.noise != "none" and len(missing) == len(records):
+        log.warning(
+            "data.noise=%s adds noise in training, but split %r (%s) holds clean mixtures: its "
+            "scores are for clean speech (sepkit prepare --noise makes noisy ones)",
+            cfg.noise,
+            split,
+            layout,
+        )

@@ -119,8 +119,6 @@ class DynamicMixer:
         gain_db: float = 5.0,
         speed_range: tuple[float, float] | None = None,
         random_polarity: bool = False,
-        use_noise: bool = False,
-        noise_snr_db: tuple[float, float] = (-6.0, 3.0),
     ) -> None:
         pool: dict[str, list[tuple[Path, int]]] = {}
         for r in records:
@@ -137,14 +135,11 @@ class DynamicMixer:
                 f"dynamic mixing needs at least {num_spks} speakers, the corpus has "
                 f"{len(self.speakers)}; set data.dynamic_mixing=false"
             )
-        self.noises = [(r.noise, frames[r.noise]) for r in records if r.noise is not None]
-        self.noises = [(p, n) for p, n in self.noises if n > 0] if use_noise else []
         self.num_spks = num_spks
         self.rate = sample_rate
         self.gain_db = gain_db
         self.speed_range = speed_range
         self.random_polarity = random_polarity
-        self.noise_snr_db = noise_snr_db
         self._levels: dict[Path, float] = {}  # active RMS per file, measured on first use
 
     def _level(self, path: Path) -> float:
@@ -170,11 +165,10 @@ class DynamicMixer:
             x = change_speed(x, factor, self.rate)
         return x if target is None else x[:target]
 
-    def make(
-        self, rng: np.random.Generator, target: int | None
-    ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-        """``(sources [C, T], noise [T] or None, speaker or voice IDs)``: a new mixture;
-        ``target`` caps T."""
+    def make(self, rng: np.random.Generator, target: int | None) -> tuple[np.ndarray, list[str]]:
+        """``(sources [C, T], speaker or voice IDs)``: a new clean mixture; ``target`` caps T.
+        Noise, when configured, is added afterwards from its own generator
+        (:meth:`sepkit.data.noise.NoisePool.add`), so clean mixtures draw what they always drew."""
         chosen = rng.choice(len(self.speakers), size=self.num_spks, replace=False, p=self.weights)
         signals = []
         for c in chosen:
@@ -186,20 +180,8 @@ class DynamicMixer:
         sources = mix_at_levels(
             rng, signals, self.rate, self.gain_db, length, random_polarity=self.random_polarity
         )
-        noise = None
-        if self.noises:
-            path, frames = self.noises[int(rng.integers(len(self.noises)))]
-            n = _read(path)
-            n = np.tile(n, length // len(n) + 2)
-            start = int(rng.integers(0, len(n) - length + 1))
-            n = n[start : start + length]
-            loudest = max(active_rms(s, self.rate) for s in sources)
-            snr = float(rng.uniform(*self.noise_snr_db))
-            noise = n * (loudest / (np.sqrt(np.mean(n**2)) + 1e-12) / 10 ** (snr / 20))
-        peak = float(np.abs(sources.sum(axis=0) + (0 if noise is None else noise)).max())
+        peak = float(np.abs(sources.sum(axis=0)).max())
         if peak > 0.99:  # one factor for everything keeps mix == sum of sources
             sources *= 0.99 / peak
-            if noise is not None:
-                noise *= 0.99 / peak
         speakers = [self.speakers[int(c)] for c in chosen]
-        return sources, None if noise is None else noise.astype(np.float32), speakers
+        return sources, speakers

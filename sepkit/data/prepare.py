@@ -7,9 +7,11 @@ The output (``--out``) is an ordinary sepkit corpus root::
     train/<speaker>/*.flac    recordings that had to be converted (rate, channels); recordings
                               already at the rate are read where they are
     valid.csv, test.csv       fixed mixtures of held-out speakers (id, mix_path, s1_path, ...,
-                              speaker_1, ..., gender_1, ...)
-    valid/, test/             their audio: mix/, s1/, s2/ ... (32-bit float WAV, mix = sum),
-                              and utterances/, the held-out recordings they were cut from
+                              speaker_1, ..., gender_1, ...; with --noise also noise_path,
+                              noise_snr_db, noise_file, noise_start, noise_stop)
+    valid/, test/             their audio: mix/, s1/, s2/ ... [noise/] (32-bit float WAV,
+                              mix = sum of sources [+ noise]), and utterances/, the held-out
+                              recordings they were cut from
     speakers.csv              each speaker's split and gender
     bad_recordings.csv        with --skip-bad: the recordings left out, and why
     corpus.json               the settings, a fingerprint of the input, and a summary
@@ -18,7 +20,11 @@ Splits are speaker-disjoint and deterministic: the speakers are sorted, shuffled
 within each gender, and dealt to test, validation and training in turn, so each split keeps the
 corpus's gender balance. Valid and test mixtures are written once so that their scores are
 reproducible; they follow the same level convention and silence-avoiding crops as the training
-mixtures (:mod:`sepkit.data.dynamic_mixing`).
+mixtures (:mod:`sepkit.data.dynamic_mixing`). With ``--noise`` they also get noise at an SNR drawn
+from ``--noise-snr-db``, from the validation and test parts of the noise recordings, which
+training never hears (:mod:`sepkit.data.noise`); ``noise_file``/``noise_start``/``noise_stop``
+say which part of which recording (in its own frames). The clean mixtures are the same as
+without ``--noise``: the noise has its own random stream.
 
 Every recording is read before anything is written. Unreadable files, NaN samples, silent or too
 short recordings are all listed at once, naming each file (``--skip-bad`` leaves them out
@@ -47,6 +53,8 @@ from sepkit.data.augment import example_rng
 from sepkit.data.corpus import Record
 from sepkit.data.dynamic_mixing import DynamicMixer
 from sepkit.data.errors import DataError, Problem, format_problems, write_bad_examples
+from sepkit.data.noise import NoisePool, held_out_pools, noise_files
+from sepkit.data.noise import fingerprint as noise_fingerprint
 from sepkit.data.recordings import Recording, scan_recordings
 from sepkit.utils.io import atomic_write_csv, atomic_write_text, atomic_write_with
 
@@ -74,6 +82,9 @@ class PrepareSpec:
     gain_db: float = 5.0
     min_seconds: float = 1.0
     seed: int = 0
+    # none | shipped | a folder of noise recordings: noisy valid/test mixtures (held-out noise).
+    noise: str = "none"
+    noise_snr_db: tuple[float, float] = (-6.0, 3.0)  # WHAM!'s range and convention (data/noise.py)
 
 
 @dataclass
@@ -197,7 +208,17 @@ def prepare_corpus(
     """
     source, out = Path(source).expanduser(), Path(out).expanduser()
     scan = scan_recordings(source)
-    key = {"spec": asdict(spec), "fingerprint": fingerprint(scan.recordings), "skip_bad": skip_bad}
+    key: dict[str, Any] = {
+        "spec": asdict(spec),
+        "fingerprint": fingerprint(scan.recordings),
+        "skip_bad": skip_bad,
+    }
+    pools = held_out_pools(  # bad noise files are named before anything is written
+        spec.noise, spec.sample_rate, spec.noise_snr_db, spec.mix_seconds, "--noise"
+    )
+    if pools:
+        key["noise"] = noise_fingerprint(noise_files(spec.noise, "--noise"))
+    key = json.loads(json.dumps(key))  # as corpus.json stores it (tuples become lists)
     meta = _existing(out)
     if meta and meta.get("complete") and meta.get("key") == key:
         return {**meta["summary"], "reused": True}
@@ -274,7 +295,11 @@ def prepare_corpus(
     }
     for split, count, stream in (("valid", spec.n_valid, 1), ("test", spec.n_test, 2)):
         members = [c for c in good if split_of[c.recording.speaker] == split]
-        summary[f"{split}_mixtures"] = _write_mixtures(out, split, members, count, spec, stream)
+        summary[f"{split}_mixtures"] = _write_mixtures(
+            out, split, members, count, spec, stream, pools.get(split)
+        )
+    if pools:
+        summary["noise"] = {"pool": spec.noise, "snr_db": list(spec.noise_snr_db)}
     atomic_write_csv(
         out / "speakers.csv",
         [{"speaker": s, "split": split_of[s], "gender": genders[s]} for s in sorted(split_of)],
@@ -333,7 +358,13 @@ def _write_wav(path: Path, x: np.ndarray, rate: int) -> None:
 
 
 def _write_mixtures(
-    out: Path, split: str, items: list[_Checked], count: int, spec: PrepareSpec, stream: int
+    out: Path,
+    split: str,
+    items: list[_Checked],
+    count: int,
+    spec: PrepareSpec,
+    stream: int,
+    noise: NoisePool | None = None,
 ) -> int:
     """``count`` fixed mixtures of ``items``' speakers: ``<split>/`` audio and ``<split>.csv``."""
     folder = out / split / "utterances"
@@ -349,13 +380,22 @@ def _write_mixtures(
     target = round(spec.mix_seconds * spec.sample_rate) if spec.mix_seconds > 0 else None
     rows = []
     for i in range(count):
-        sources, _, speakers = mixer.make(example_rng(spec.seed, 0, i, 100 + stream), target)
+        sources, speakers = mixer.make(example_rng(spec.seed, 0, i, 100 + stream), target)
         mid = f"{split}{i:04d}_{'_'.join(speakers)}"
         row: dict[str, Any] = {"id": mid, "mix_path": f"{split}/mix/{mid}.wav"}
-        _write_wav(out / row["mix_path"], sources.sum(axis=0), spec.sample_rate)
+        mix, noisy = sources.sum(axis=0), None
+        if noise is not None:  # its own stream: the clean part is the same as without noise
+            noisy = noise.add(example_rng(spec.seed, 0, i, 200 + stream), sources)
+            sources, mix = noisy.sources, noisy.sources.sum(axis=0) + noisy.noise
+        _write_wav(out / row["mix_path"], mix, spec.sample_rate)
         for k, s in enumerate(sources):
             row[f"s{k + 1}_path"] = f"{split}/s{k + 1}/{mid}.wav"
             _write_wav(out / row[f"s{k + 1}_path"], s, spec.sample_rate)
+        if noisy is not None:
+            row["noise_path"] = f"{split}/noise/{mid}.wav"
+            _write_wav(out / row["noise_path"], noisy.noise, spec.sample_rate)
+            row.update(noise_snr_db=round(noisy.snr_db, 4), noise_file=noisy.segment.path.name,
+                       noise_start=noisy.start, noise_stop=noisy.stop)  # fmt: skip
         row.update({f"speaker_{k + 1}": s for k, s in enumerate(speakers)})
         if all(gender[s] for s in speakers):
             row.update({f"gender_{k + 1}": gender[s] for k, s in enumerate(speakers)})
@@ -379,6 +419,12 @@ def describe(summary: dict[str, Any]) -> str:
     if summary["resampled"]:
         rates = ", ".join(f"{n} at {r}" for r, n in summary["resampled"].items())
         lines.append(f"  resampled to {summary['sample_rate']} Hz: {rates}")
+    if summary.get("noise"):
+        lo, hi = summary["noise"]["snr_db"]
+        lines.append(
+            f"  noise: {summary['noise']['pool']} at {lo:g} to {hi:g} dB SNR in valid/test "
+            "(held-out parts of each noise recording)"
+        )
     if summary["bad_recordings"]:
         lines.append(f"  left out {summary['bad_recordings']} bad recordings (bad_recordings.csv)")
     if summary["ignored_files"]:

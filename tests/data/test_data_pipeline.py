@@ -84,7 +84,7 @@ def test_dynamic_mixing_reproducible_and_new_each_epoch(demo_corpus: Path, tmp_p
     # speakers are drawn without replacement within a mixture
     for i in range(30):
         rng = np.random.default_rng([11, 0, i, 99])
-        _, _, speakers = a.mixer.make(rng, 8000)
+        _, speakers = a.mixer.make(rng, 8000)
         assert len(set(speakers)) == 2
 
 

@@ -66,7 +66,7 @@ def test_random_polarity_flips_sources_independently(tmp_path: Path) -> None:
         mixer = DynamicMixer(records, frames, 2, RATE, random_polarity=flip)
         rng = np.random.default_rng(3)
         for _ in range(40):
-            sources, _, speakers = mixer.make(rng, 3 * RATE)  # whole files: crops start at 0
+            sources, speakers = mixer.make(rng, 3 * RATE)  # whole files: crops start at 0
             for s, spk in zip(sources, speakers, strict=True):
                 original = x[int(spk) * 3 * RATE :][: 3 * RATE]
                 off = int(np.argmax(np.abs(s) > 0))
