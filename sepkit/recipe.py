@@ -45,12 +45,27 @@ class RunConfig:
         from sepkit.models import model_config_from_dict
 
         try:
-            model_config_from_dict(self.model)
+            _, model_cfg = model_config_from_dict(self.model)
         except ConfigError as err:
             raise ValueError(str(err)) from err
+        self._check_source_count(model_cfg)
         build_objective(self.train.loss, self.train.pit_method)  # a bad train.loss, named now
         if self.threads < 0:
             raise ValueError("threads: must be >= 0")
+
+    def _check_source_count(self, model_cfg: object) -> None:
+        """The model must estimate as many signals as the data gives as targets; found here,
+        not as a shape error in the first loss."""
+        outputs = model_cfg.get("num_spks") if isinstance(model_cfg, dict) else None
+        outputs = getattr(model_cfg, "num_spks", outputs)
+        noise_as_source = bool(getattr(self.data, "noise_as_source", False))
+        targets = self.data.num_spks + int(noise_as_source)
+        if isinstance(outputs, int) and outputs != targets:
+            because = " + the noise (data.noise_as_source)" if noise_as_source else ""
+            raise ValueError(
+                f"model.num_spks: {outputs}, but the data gives {targets} target signals "
+                f"(data.num_spks: {self.data.num_spks}{because})"
+            )
 
 
 def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:

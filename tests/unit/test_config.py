@@ -9,6 +9,8 @@ import pytest
 from sepkit.config import ConfigError, parse_override, to_dict
 from sepkit.recipe import load_recipe
 
+ROOT = Path(__file__).parents[2]
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "recipe.yaml"
@@ -111,3 +113,15 @@ def test_every_shipped_recipe_loads() -> None:
     assert recipes, "no recipes shipped"
     for recipe in recipes:
         load_recipe(recipe)
+
+
+def test_model_outputs_must_match_the_data_targets(tmp_path: Path) -> None:
+    """A model with too few or too many outputs is refused at load, naming model.num_spks,
+    not found as a shape error inside the first loss."""
+    with pytest.raises(ValueError, match=r"model.num_spks: 3, but the data gives 2"):
+        load_recipe(ROOT / "recipes" / "demo.yaml", ["model.num_spks=3"])
+    with pytest.raises(ValueError, match=r"gives 3 target signals .*noise_as_source"):
+        load_recipe(ROOT / "recipes" / "demo-noisy.yaml", ["data.noise_as_source=true"])
+    load_recipe(
+        ROOT / "recipes" / "demo-noisy.yaml", ["data.noise_as_source=true", "model.num_spks=3"]
+    )
