@@ -33,6 +33,10 @@ def sepkit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]
     )
 
 
+def stream(run: Path, mixture: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return sepkit("stream", "--run-dir", str(run), str(mixture), "--out", str(out), *extra)
+
+
 def failed_clearly(result: subprocess.CompletedProcess[str], *words: str) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
@@ -83,16 +87,7 @@ def non_causal_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_stream_a_file_equals_offline_separation(
     causal_run: Path, mixture: Path, tmp_path: Path
 ) -> None:
-    result = sepkit(
-        "stream",
-        "--run-dir",
-        str(causal_run),
-        str(mixture),
-        "--out",
-        str(tmp_path),
-        "--block-size",
-        "37",
-    )
+    result = stream(causal_run, mixture, tmp_path, "--block-size", "37")
     assert result.returncode == 0, result.stderr
     assert "algorithmic latency 4.0 ms" in result.stdout
     assert "real-time factor" in result.stdout
@@ -192,16 +187,7 @@ def test_an_output_folder_that_is_read_only(non_causal_model: Path, tmp_path: Pa
 
 
 def test_a_block_size_of_zero(causal_run: Path, mixture: Path, tmp_path: Path) -> None:
-    result = sepkit(
-        "stream",
-        "--run-dir",
-        str(causal_run),
-        str(mixture),
-        "--out",
-        str(tmp_path),
-        "--block-size",
-        "0",
-    )
+    result = stream(causal_run, mixture, tmp_path, "--block-size", "0")
     failed_clearly(result, "--block-size 0")
     assert not list(tmp_path.iterdir())
 
@@ -214,7 +200,7 @@ def test_a_sample_rate_mismatch_in_streaming(
     sf.write(str(wrong), np.repeat(audio, 2), 16000)
     out = tmp_path / "out"
     out.mkdir()
-    result = sepkit("stream", "--run-dir", str(causal_run), str(wrong), "--out", str(out))
+    result = stream(causal_run, wrong, out)
     failed_clearly(result, str(wrong), "sample-rate mismatch", "16000 Hz", "8000 Hz")
     assert not list(out.iterdir())
     with pytest.raises(Exception, match="sample-rate mismatch"):
