@@ -53,3 +53,19 @@ def test_causal_with_gln_is_rejected() -> None:
 
 def test_small_preset_exists() -> None:
     assert "small" in ConvTasNetConfig.PRESETS
+
+
+def test_channel_layer_norm_is_layer_norm_over_channels_per_frame() -> None:
+    """cLN against ``F.layer_norm`` over the channel axis of each frame, in float64."""
+    from sepkit.models.norms import ChannelLayerNorm
+
+    torch.manual_seed(0)
+    norm = ChannelLayerNorm(6).double()
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = 3 * torch.randn(2, 6, 9, dtype=torch.float64) + 1
+    want = torch.nn.functional.layer_norm(
+        x.transpose(1, 2), (6,), norm.weight, norm.bias, norm.eps
+    ).transpose(1, 2)
+    torch.testing.assert_close(norm(x), want, rtol=1e-12, atol=1e-12)
