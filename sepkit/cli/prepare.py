@@ -71,13 +71,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(d.noise_snr_db),
         metavar=("LOW", "HIGH"),
         help="SNR of the loudest speaker over the noise, uniform in [LOW, HIGH] dB "
-        "(default -6 3, as WHAM!)",
+        "(default -6 3, as WHAM!); with --reverb, of the loudest reverberant speaker",
+    )
+    parser.add_argument(
+        "--reverb",
+        action="store_true",
+        help="reverberant validation and test mixtures (WHAMR!-style): each in a simulated room "
+        "of its own, never one of training's (data.reverb); needs pip install 'sepkit[rooms]'",
+    )
+    parser.add_argument(
+        "--rt60",
+        type=float,
+        nargs=2,
+        default=[0.2, 1.0],
+        metavar=("LOW", "HIGH"),
+        help="with --reverb: reverberation time, uniform in [LOW, HIGH] s (default 0.2 1.0; keep "
+        "it equal to the recipe's data.room.rt60)",
+    )
+    parser.add_argument(
+        "--room-target",
+        choices=("direct", "early"),
+        default="direct",
+        help="with --reverb: the targets s1, s2 ...: each talker's direct path (default, as "
+        "WHAMR!'s anechoic sources) or the direct path and its first 50 ms of reflections",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from sepkit.data.prepare import PrepareSpec, describe, prepare_corpus
+    from sepkit.data.rooms import RoomConfig
 
+    room = None
+    if args.reverb:
+        room = RoomConfig(rt60=(args.rt60[0], args.rt60[1]), target=args.room_target)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     summary = prepare_corpus(
         args.source,
@@ -95,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             noise=args.noise,
             noise_snr_db=(args.noise_snr_db[0], args.noise_snr_db[1]),
+            room=room,
         ),
         skip_bad=args.skip_bad,
         progress=sys.stderr.isatty(),

@@ -1,4 +1,5 @@
-"""Per-example randomness (crop offsets, speed factors, dynamic mixing, noise) without global RNG.
+"""Per-example randomness (crop offsets, speed factors, dynamic mixing, noise, rooms) without
+global RNG.
 
 Every random draw of the pipeline comes from :func:`example_rng`, a generator seeded from
 ``(seed, epoch, index, stream)``. Global RNG state differs between data-loader workers and is lost
@@ -15,7 +16,7 @@ import numpy as np
 from sepkit.data.audio import change_speed
 
 #: Independent streams per example, so adding one kind of randomness does not shift the others.
-STREAM_CROP, STREAM_SPEED, STREAM_MIX, STREAM_NOISE = 1, 2, 3, 4
+STREAM_CROP, STREAM_SPEED, STREAM_MIX, STREAM_NOISE, STREAM_ROOM = 1, 2, 3, 4, 5
 
 
 def example_rng(seed: int, epoch: int, index: int, stream: int) -> np.random.Generator:

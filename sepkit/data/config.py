@@ -3,8 +3,64 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from sepkit.data.rooms import RoomConfig
+
+#: Keys of ``data.room`` that say how rooms are pooled, not what a room is.
+POOL_KEYS = ("pool_size", "positions", "cache")
+
+
+@dataclass
+class RoomSection:
+    """``data.room``: the rooms of reverberant mixing (``data.reverb``), mapped onto
+    :class:`sepkit.data.rooms.RoomConfig` (same keys and defaults, the rate is ``data.sample_rate``)
+    plus how training rooms are pooled. Literal defaults rather than RoomConfig's own, so that
+    loading a recipe imports no numpy; a test keeps the two equal. Lengths in metres, times in s.
+    """
+
+    rt60: tuple[float, float] = (0.2, 1.0)
+    length: tuple[float, float] = (5.0, 10.0)
+    width: tuple[float, float] = (5.0, 10.0)
+    height: tuple[float, float] = (3.0, 4.0)
+    source_distance: tuple[float, float] = (0.66, 2.0)  # horizontal, microphone to each talker
+    source_height: tuple[float, float] = (1.5, 2.0)
+    mic_height: tuple[float, float] = (1.2, 1.6)
+    wall_margin: float = 0.5
+    max_order: int | None = None  # cap on the image order; null = the whole decay
+    # What the model is scored against: the direct path (WHAMR!'s anechoic targets) or the
+    # direct path and the first early_ms of reflections.
+    target: Literal["direct", "early"] = "direct"
+    early_ms: float = 50.0
+    normalize: bool = True  # unit direct-path gain: the mixer's levels hold for the targets
+    # Training rooms simulated once and drawn per example (0 = a new room for every example:
+    # WHAMR!'s variety, 0.03-6 s of simulation per example in the data-loader workers).
+    pool_size: int = 64
+    # Talker positions simulated per pooled room; a mixture takes an ordered subset of num_spks.
+    positions: int = 4
+    # Where the pool is kept: auto (<root>/.sepkit/rooms/, else ~/.cache/sepkit/rooms/), none
+    # (simulated by every run) or a folder (sepkit/data/reverb.py).
+    cache: str = "auto"
+
+    def validate(self) -> None:
+        """Every key, named as the recipe writes it (``data.room.rt60``); the geometry is checked
+        by RoomConfig.validate, imported here only (numpy)."""
+        self.room_config(8000).validate(prefix="data.room")
+        if self.pool_size < 0:
+            raise ValueError("data.room.pool_size: must be >= 0 (0 = a new room per example)")
+        if self.positions < 1:
+            raise ValueError("data.room.positions: must be >= 1")
+        if not self.cache.strip():
+            raise ValueError("data.room.cache: use auto, none or a folder")
+
+    def room_config(self, sample_rate: int) -> RoomConfig:
+        """The :class:`~sepkit.data.rooms.RoomConfig` this section describes, at ``sample_rate``."""
+        from sepkit.data.rooms import RoomConfig
+
+        room = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in POOL_KEYS}
+        return RoomConfig(**room, sample_rate=sample_rate)
 
 
 @dataclass
@@ -31,6 +87,18 @@ class DataConfig:
     noise_snr_db: tuple[float, float] = (-6.0, 3.0)
     # Estimate the noise too: it becomes the last source, so the model needs num_spks + 1 outputs.
     noise_as_source: bool = False
+    # Reverberant training mixtures (WHAMR!-style, needs pyroomacoustics: sepkit[rooms]): each
+    # on-the-fly mixture's dry sources are played in a simulated room (data.room); the mixture is
+    # the sum of the reverberant sources (+ noise, its SNR over the loudest reverberant source);
+    # the targets are the room's direct-path (or early) signals. Training only: validation and
+    # test read fixed mixtures (sepkit prepare --reverb, or WHAMR!'s own).
+    reverb: bool = False
+    room: RoomSection = field(default_factory=RoomSection)
+    # wsj0-mix folders: the mixture folder to read (empty = mix, mix_clean or mix_both, by
+    # data.use_noise), e.g. mix_both_reverb for WHAMR!; and what follows s1, s2 ... in the source
+    # folders' names, e.g. _anechoic (WHAMR!'s direct-path targets) or _reverb.
+    mix_folder: str = ""
+    source_folder_suffix: str = ""
     # Random crop of training examples (seed recipe names); validation/test use whole utterances.
     limit_training_signal_len: bool = True
     training_signal_len: int = 32000
@@ -84,6 +152,16 @@ class DataConfig:
         if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
             raise ValueError(
                 f"data.noise_snr_db: need finite [low, high] with low <= high, got [{lo}, {hi}]"
+            )
+        for key in ("mix_folder", "source_folder_suffix"):
+            if "/" in getattr(self, key) or "\\" in getattr(self, key):
+                raise ValueError(f"data.{key}: a folder name, not a path")
+        if self.reverb:  # a recipe's own data.room section was checked when it was read
+            self.room.validate()
+        if self.reverb and self.num_spks > self.room.positions:
+            raise ValueError(
+                f"data.room.positions: {self.room.positions} talker positions per room, a "
+                f"mixture needs data.num_spks={self.num_spks}"
             )
         if self.noise_as_source and not self.noisy:
             raise ValueError(

@@ -11,7 +11,9 @@ Layouts (``data.format`` = ``auto`` tries them in this order):
   ``sepkit prepare`` for the training split: there are no fixed mixtures, so the split can only be
   used with dynamic mixing (each record is one utterance; see :mod:`sepkit.data.dynamic_mixing`).
 * ``wsj0-mix``: folders ``<split>/{mix,s1,s2[,s3...][,noise]}/<id>.wav`` (wsj0-2mix/3mix ``tr/cv/tt``;
-  WHAM! ``mix_clean``/``mix_both`` folders; our own output folders).
+  WHAM! ``mix_clean``/``mix_both`` folders; our own output folders). ``data.mix_folder`` names
+  another mixture folder and ``data.source_folder_suffix`` the sources' suffix: WHAMR!'s
+  ``mix_both_reverb`` with ``s1_anechoic``, ``s2_anechoic`` targets, say.
 
 The split name (``data.train_split`` ...) may be a CSV file, a folder, or a name looked up under
 the root with the usual aliases (train: tr, train-360, train-100; valid: cv, dev; test: tt).
@@ -72,6 +74,7 @@ def locate_split(cfg: DataConfig, split: str) -> tuple[str, Path]:
     root = Path(cfg.root).expanduser() if cfg.root else Path.cwd()
     name = _split_name(cfg, split)
     tried: list[str] = []
+    mixes: set[str] = set()  # mixture folders of split folders that were not recognised
     for cand in _candidates(name, split):
         path = Path(cand).expanduser()
         paths = [path] if path.is_absolute() else [root / path]
@@ -85,6 +88,8 @@ def locate_split(cfg: DataConfig, split: str) -> tuple[str, Path]:
             tried.append(str(p) + "/")
             if p.is_dir() and cfg.format in ("auto", "wsj0-mix") and _mix_folder(p, cfg):
                 return "wsj0-mix", p
+            if p.is_dir():
+                mixes |= {d.name for d in p.glob("mix*") if d.is_dir()}
     # LibriMix keeps its metadata in <root>/metadata/mixture_<split>_mix_<clean|both>.csv
     meta = root / "metadata"
     if meta.is_dir() and cfg.format in ("auto", "librimix"):
@@ -95,6 +100,10 @@ def locate_split(cfg: DataConfig, split: str) -> tuple[str, Path]:
                 tried.append(str(p))
                 if p.is_file():
                     return "librimix", p
+    if mixes:  # a folder layout with other mixture folders (WHAMR!'s mix_both_reverb ...)
+        tried.insert(
+            0, f"data.mix_folder={cfg.mix_folder or 'mix'} (found {', '.join(sorted(mixes))})"
+        )
     raise DataError(
         f"data split {split!r} ({name!r}) not found under data.root={str(root)!r} "
         f"(format {cfg.format}). Looked for: {', '.join(tried[:12])}. Set data.root to the corpus "
@@ -127,6 +136,8 @@ def _read_csv_text(path: Path) -> str:
 
 
 def _mix_folder(split_dir: Path, cfg: DataConfig) -> str | None:
+    if cfg.mix_folder:  # named: that folder or none (WHAMR!'s mix_both_reverb, say)
+        return cfg.mix_folder if (split_dir / cfg.mix_folder).is_dir() else None
     names = ("mix", "mix_both", "mix_clean") if cfg.use_noise else ("mix", "mix_clean", "mix_both")
     for n in names:
         if (split_dir / n).is_dir():
@@ -167,19 +178,27 @@ def _dedupe(records: list[Record]) -> tuple[list[Record], list[Problem]]:
 
 
 def _folder_records(split_dir: Path, cfg: DataConfig) -> tuple[list[Record], list[Problem]]:
-    mix_name = _mix_folder(split_dir, cfg) or "mix"
+    mix_name = _mix_folder(split_dir, cfg) or cfg.mix_folder or "mix"
+    suffix = cfg.source_folder_suffix
     n_src = 0
-    while (split_dir / f"s{n_src + 1}").is_dir():
+    while (split_dir / f"s{n_src + 1}{suffix}").is_dir():
         n_src += 1
     if n_src == 0:
+        found = sorted(p.name for p in split_dir.glob("s1*") if p.is_dir())
+        hint = (
+            f" It has {', '.join(found)}: set data.source_folder_suffix (WHAMR!: _anechoic for "
+            "direct-path targets, with data.mix_folder=mix_both_reverb or mix_clean_reverb)"
+            if found
+            else ""
+        )
         raise DataError(
-            f"{split_dir}: no source folders s1/, s2/ ... next to {mix_name}/; a wsj0-mix layout "
-            "needs <split>/mix/<id>.wav and <split>/s1/<id>.wav ..."
+            f"{split_dir}: no source folders s1{suffix}/, s2{suffix}/ ... next to {mix_name}/; a "
+            f"wsj0-mix layout needs <split>/mix/<id>.wav and <split>/s1/<id>.wav ...{hint}"
         )
     noise_dir = split_dir / "noise"
     records = []
     for mix in sorted((split_dir / mix_name).glob("*.wav")):
-        sources = tuple(split_dir / f"s{k + 1}" / mix.name for k in range(n_src))
+        sources = tuple(split_dir / f"s{k + 1}{suffix}" / mix.name for k in range(n_src))
         noise = noise_dir / mix.name if noise_dir.is_dir() else None
         records.append(Record(mix.stem, mix, sources, noise, _speakers_from_name(mix.stem, n_src)))
     if not records:

@@ -23,6 +23,7 @@ from sepkit.data.augment import (
     STREAM_CROP,
     STREAM_MIX,
     STREAM_NOISE,
+    STREAM_ROOM,
     STREAM_SPEED,
     crop_window,
     example_rng,
@@ -35,6 +36,7 @@ from sepkit.data.corpus import Record, load_records
 from sepkit.data.dynamic_mixing import DynamicMixer
 from sepkit.data.errors import DataError, Problem, format_problems, write_bad_examples
 from sepkit.data.noise import NoisePool, NoiseSegment
+from sepkit.data.reverb import TrainingRooms, reverberant_mix, training_rooms
 from sepkit.data.validate import (
     FactsCache,
     FileFacts,
@@ -54,6 +56,9 @@ class SeparationDataset(Dataset[Example]):
     With a ``noise`` pool (training only) every example gets noise drawn from its own generator
     (stream :data:`~sepkit.data.augment.STREAM_NOISE`): on-the-fly mixtures and crops of fixed
     mixtures draw exactly what they draw without noise, and ``mix = sum(sources) + noise``.
+    With ``rooms`` (on-the-fly training mixtures only) the dry sources are played in a room drawn
+    from stream :data:`~sepkit.data.augment.STREAM_ROOM`: the mixture is the sum of the
+    reverberant sources (+ noise), the targets the room's (:mod:`sepkit.data.reverb`).
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class SeparationDataset(Dataset[Example]):
         length: int | None = None,
         utterances: bool = False,
         noise: NoisePool | None = None,
+        rooms: TrainingRooms | None = None,
     ) -> None:
         self.records = records
         self.length = len(records) if length is None else length
@@ -83,6 +89,7 @@ class SeparationDataset(Dataset[Example]):
         self.crop = cfg.training_signal_len if train and cfg.limit_training_signal_len else None
         self.speed = cfg.speed_perturb_range if train and cfg.speed_perturb else None
         self.noise = noise
+        self.rooms = rooms if mixer is not None else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -96,11 +103,17 @@ class SeparationDataset(Dataset[Example]):
     def __getitem__(self, index: int) -> Example:
         if self.mixer is not None:
             sources, speakers = self.mixer.make(self._rng(index, STREAM_MIX), self.crop)
-            noise = None
-            if self.noise is not None:
-                noisy = self.noise.add(self._rng(index, STREAM_NOISE), sources)
-                sources, noise = noisy.sources, noisy.noise
-            mix = sources.sum(axis=0) + (noise if noise is not None else 0.0)
+            if self.rooms is not None:
+                responses = self.rooms.draw(self._rng(index, STREAM_ROOM))
+                noise_rng = self._rng(index, STREAM_NOISE) if self.noise is not None else None
+                rev = reverberant_mix(sources, responses, self.noise, noise_rng)
+                mix, sources, noise = rev.mix, rev.targets, rev.noise
+            else:
+                noise = None
+                if self.noise is not None:
+                    noisy = self.noise.add(self._rng(index, STREAM_NOISE), sources)
+                    sources, noise = noisy.sources, noisy.noise
+                mix = sources.sum(axis=0) + (noise if noise is not None else 0.0)
             rid = self.records[index % len(self.records)].id
             if self.utterances:
                 rid = f"{'+'.join(speakers)}@epoch{self.epoch}:{index}"
@@ -226,6 +239,16 @@ def build_dataset(
         )
     noise = _noise_pool(cfg, records, facts, layout, mixer is not None) if train else None
     _check_noise_tracks(cfg, split, layout, records, train, noise)
+    rooms = None
+    if train and cfg.reverb:
+        if mixer is None:
+            raise DataError(
+                f"data.reverb: the training split ({layout}) holds fixed mixtures, made before "
+                "any room; reverberation is added to mixtures sepkit makes on the fly: set "
+                "data.dynamic_mixing=true (or read a reverberant corpus's own mixtures: "
+                "data.mix_folder, e.g. WHAMR!'s mix_both_reverb)"
+            )
+        rooms = training_rooms(cfg, seed, root)
     length = cfg.mixtures_per_epoch if mixer is not None and cfg.mixtures_per_epoch else None
     return SeparationDataset(
         records,
@@ -237,6 +260,7 @@ def build_dataset(
         length=length,
         utterances=utterances,
         noise=noise,
+        rooms=rooms,
     )
 
 

@@ -81,7 +81,9 @@ class NoiseSegment:
 @dataclass(frozen=True)
 class NoisyMix:
     """``mix [T]`` = ``sources.sum(0) + noise``; ``snr_db`` as drawn; where the noise came from
-    (file frames ``[start, stop)`` of ``segment.path``, context excluded)."""
+    (file frames ``[start, stop)`` of ``segment.path``, context excluded); ``scale``, the factor
+    that kept the mixture from clipping (1 if none), for signals derived from the sources (the
+    targets of a reverberant mixture) to follow."""
 
     mix: np.ndarray
     sources: np.ndarray
@@ -90,6 +92,7 @@ class NoisyMix:
     segment: NoiseSegment
     start: int
     stop: int
+    scale: float = 1.0
 
 
 def segment_bounds(frames: int, split: str) -> tuple[int, int]:
@@ -253,11 +256,14 @@ class NoisePool:
         clean = sources.sum(axis=0) if mix is None else mix
         noisy = clean + noise
         peak = float(np.abs(noisy).max())
+        scale = np.float32(1.0)
         if peak > 0.99:  # one factor for everything keeps the SNR and mix == sum + noise
             scale = np.float32(0.99 / peak)
             sources, noise, noisy = sources * scale, noise * scale, (clean * scale) + noise * scale
         stop = start + -(-length * seg.rate // self.rate)
-        return NoisyMix(noisy.astype(np.float32), sources, noise, snr, seg, start, stop)
+        return NoisyMix(
+            noisy.astype(np.float32), sources, noise, snr, seg, start, stop, float(scale)
+        )
 
 
 def held_out_pools(

@@ -24,7 +24,9 @@ mixtures (:mod:`sepkit.data.dynamic_mixing`). With ``--noise`` they also get noi
 from ``--noise-snr-db``, from the validation and test parts of the noise recordings, which
 training never hears (:mod:`sepkit.data.noise`); ``noise_file``/``noise_start``/``noise_stop``
 say which part of which recording (in its own frames). The clean mixtures are the same as
-without ``--noise``: the noise has its own random stream.
+without ``--noise``: the noise has its own random stream. ``--reverb`` plays each mixture in a
+room of its own, held out from training's (:mod:`sepkit.data.reverb`): ``mix`` = sum of
+``s1_reverb/`` ... [+ noise], ``s1/`` ... the room's targets; the row records the room.
 
 Every recording is read before anything is written. Unreadable files, NaN samples, silent or too
 short recordings are all listed at once, naming each file (``--skip-bad`` leaves them out
@@ -41,7 +43,7 @@ import shutil
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,8 @@ from sepkit.data.errors import DataError, Problem, format_problems, write_bad_ex
 from sepkit.data.noise import NoisePool, held_out_pools, noise_files
 from sepkit.data.noise import fingerprint as noise_fingerprint
 from sepkit.data.recordings import Recording, scan_recordings
+from sepkit.data.reverb import describe_rooms, held_out_mixture, held_out_rooms
+from sepkit.data.rooms import RoomConfig
 from sepkit.utils.io import atomic_write_csv, atomic_write_text, atomic_write_with
 
 log = logging.getLogger(__name__)
@@ -85,6 +89,8 @@ class PrepareSpec:
     # none | shipped | a folder of noise recordings: noisy valid/test mixtures (held-out noise).
     noise: str = "none"
     noise_snr_db: tuple[float, float] = (-6.0, 3.0)  # WHAM!'s range and convention (data/noise.py)
+    # Reverberant valid/test mixtures in held-out rooms like these (--reverb); None = dry.
+    room: RoomConfig | None = None
 
 
 @dataclass
@@ -208,8 +214,11 @@ def prepare_corpus(
     """
     source, out = Path(source).expanduser(), Path(out).expanduser()
     scan = scan_recordings(source)
+    room = held_out_rooms(spec.room, spec.sample_rate)  # checked before anything is written
+    # A dry corpus keeps the key it had before rooms existed.
+    spec_key = {k: v for k, v in asdict(replace(spec, room=room)).items() if k != "room" or room}
     key: dict[str, Any] = {
-        "spec": asdict(spec),
+        "spec": spec_key,
         "fingerprint": fingerprint(scan.recordings),
         "skip_bad": skip_bad,
     }
@@ -296,10 +305,11 @@ def prepare_corpus(
     for split, count, stream in (("valid", spec.n_valid, 1), ("test", spec.n_test, 2)):
         members = [c for c in good if split_of[c.recording.speaker] == split]
         summary[f"{split}_mixtures"] = _write_mixtures(
-            out, split, members, count, spec, stream, pools.get(split)
+            out, split, members, count, spec, stream, pools.get(split), room
         )
     if pools:
         summary["noise"] = {"pool": spec.noise, "snr_db": list(spec.noise_snr_db)}
+    summary.update({"reverb": {"rt60": list(room.rt60), "target": room.target}} if room else {})
     atomic_write_csv(
         out / "speakers.csv",
         [{"speaker": s, "split": split_of[s], "gender": genders[s]} for s in sorted(split_of)],
@@ -365,6 +375,7 @@ def _write_mixtures(
     spec: PrepareSpec,
     stream: int,
     noise: NoisePool | None = None,
+    room: RoomConfig | None = None,
 ) -> int:
     """``count`` fixed mixtures of ``items``' speakers: ``<split>/`` audio and ``<split>.csv``."""
     folder = out / split / "utterances"
@@ -383,14 +394,20 @@ def _write_mixtures(
         sources, speakers = mixer.make(example_rng(spec.seed, 0, i, 100 + stream), target)
         mid = f"{split}{i:04d}_{'_'.join(speakers)}"
         row: dict[str, Any] = {"id": mid, "mix_path": f"{split}/mix/{mid}.wav"}
-        mix, noisy = sources.sum(axis=0), None
-        if noise is not None:  # its own stream: the clean part is the same as without noise
-            noisy = noise.add(example_rng(spec.seed, 0, i, 200 + stream), sources)
-            sources, mix = noisy.sources, noisy.sources.sum(axis=0) + noisy.noise
+        mix, noisy, tracks = sources.sum(axis=0), None, {"": sources}
+        noise_rng = example_rng(spec.seed, 0, i, 200 + stream)
+        if room is not None:  # rooms and noise have their own streams: the dry part is the same
+            rev = held_out_mixture(room, spec.seed, i, stream, sources, noise, noise_rng)
+            mix, noisy, tracks = rev.mix, rev.noisy, {"": rev.targets, "_reverb": rev.reverberant}
+            row.update(rev.columns)
+        elif noise is not None:  # its own stream: the clean part is the same as without noise
+            noisy = noise.add(noise_rng, sources)
+            mix, tracks[""] = noisy.sources.sum(axis=0) + noisy.noise, noisy.sources
         _write_wav(out / row["mix_path"], mix, spec.sample_rate)
-        for k, s in enumerate(sources):
-            row[f"s{k + 1}_path"] = f"{split}/s{k + 1}/{mid}.wav"
-            _write_wav(out / row[f"s{k + 1}_path"], s, spec.sample_rate)
+        for kind, x in tracks.items():
+            for k, s in enumerate(x):
+                row[f"s{k + 1}{kind}_path"] = f"{split}/s{k + 1}{kind}/{mid}.wav"
+                _write_wav(out / row[f"s{k + 1}{kind}_path"], s, spec.sample_rate)
         if noisy is not None:
             row["noise_path"] = f"{split}/noise/{mid}.wav"
             _write_wav(out / row["noise_path"], noisy.noise, spec.sample_rate)
@@ -425,6 +442,7 @@ def describe(summary: dict[str, Any]) -> str:
             f"  noise: {summary['noise']['pool']} at {lo:g} to {hi:g} dB SNR in valid/test "
             "(held-out parts of each noise recording)"
         )
+    lines += describe_rooms(summary)
     if summary["bad_recordings"]:
         lines.append(f"  left out {summary['bad_recordings']} bad recordings (bad_recordings.csv)")
     if summary["ignored_files"]:

@@ -336,6 +336,11 @@ class RirPool:
             raise ValueError(f"RirPool: positions must be >= num_sources ({num_sources})")
         self._slots: dict[int, RoomResponses] = {}
 
+    def key(self) -> dict[str, Any]:
+        """What the pool is a pure function of (config, size, positions, seed): it names a pool
+        cached on disk (:mod:`sepkit.data.reverb`) and is checked when one is loaded."""
+        return self._key()
+
     def _key(self) -> dict[str, Any]:
         return {
             "cfg": to_dict(self.cfg),
