@@ -18,7 +18,7 @@ from sepkit.inference.common import (
 )
 from sepkit.inference.files import separate_files
 from sepkit.inference.loading import load_model_for_separation
-from sepkit.inference.realtime import LiveSeparator
+from sepkit.inference.realtime import Engine, LiveSeparator
 from sepkit.inference.streaming import separate_waveform
 from sepkit.utils.device import resolve_device
 
@@ -68,17 +68,18 @@ class Separator:
             self.device,
         )
 
-    def stream(self, sample_rate: int | None = None) -> LiveSeparator:
+    def stream(self, sample_rate: int | None = None, engine: Engine = "torch") -> LiveSeparator:
         """A live separator for a causal model: ``push(block)`` blocks of any size, get the
         finished output back (``[C, n]``), ``finish()`` at the end. One pass, whatever
         ``shifts`` says (a shift ensemble would add its shifts to the latency). ``sample_rate``:
-        the rate the blocks come at, which must be the model's."""
+        the rate the blocks come at, which must be the model's. ``engine``: ``torch`` or
+        ``onnxruntime`` (the exported stream: the one that meets real time with short blocks)."""
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             raise InputError(
                 f"sample-rate mismatch: streaming at {sample_rate} Hz, but the model runs at "
                 f"{self.sample_rate} Hz; resample the input to {self.sample_rate} Hz first"
             )
-        return LiveSeparator(self.base_model, self.sample_rate, self.device)
+        return LiveSeparator(self.base_model, self.sample_rate, self.device, engine)
 
     def separate_files(self, inputs: Sequence[str | Path], out_dir: str | Path) -> list[list[Path]]:
         return separate_files(

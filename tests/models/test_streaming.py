@@ -129,3 +129,22 @@ def test_bad_blocks_are_refused_and_named() -> None:
     live.finish()
     with pytest.raises(InputError, match="finished"):
         live.push(np.zeros(10, np.float32))
+
+
+def test_the_onnxruntime_engine_streams_the_same_output() -> None:
+    """``engine="onnxruntime"``: the exported stream, fed random blocks, equals the offline
+    model as the PyTorch engine does (to 1e-4, ONNX's float rounding)."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    pytest.importorskip("onnxscript", reason="onnxscript is not installed (sepkit[onnx])")
+    model = causal_model(7)
+    rng = np.random.default_rng(7)
+    mix = (0.1 * rng.standard_normal(3001)).astype(np.float32)
+    live = LiveSeparator(model, 8000, engine="onnxruntime")
+    parts, start = [], 0
+    while start < len(mix):
+        size = int(rng.choice([5, 16, 37, 64, 200]))
+        parts.append(live.push(mix[start : start + size]))
+        start += size
+    streamed = np.concatenate([*parts, live.finish()], axis=1)
+    assert streamed.shape == (2, len(mix))
+    np.testing.assert_allclose(streamed, offline(model, mix), rtol=0, atol=1e-4)
