@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 import torch
 from helpers.noisy_corpus import libri2mix_corpus, prepared, wham_corpus
-from helpers.training import TINY_MODEL
+from helpers.training import TINY_MODEL, train_recipe_two_steps
 from torch.utils.data import DataLoader
 
 from sepkit.config import ConfigError
@@ -281,32 +281,12 @@ def test_noise_on_a_clean_fixed_training_split(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------- the recipes
 
 
-def _smoke(recipe: str, root: Path, run_dir: Path, *extra: str) -> dict[str, object]:
-    cfg = load_recipe(
-        RECIPES / recipe,
-        [
-            f"data.root={root}",
-            "data.batch_size=1",
-            "data.num_workers=0",
-            "data.max_examples=2",
-            "train.max_steps=2",
-            "train.max_minutes=null",
-            "train.checkpoint_every_minutes=null",
-            "train.progress_bar=false",
-            "train.save_audio=false",
-            *extra,
-        ],
-    )
-    torch.manual_seed(0)
-    return train(cfg, run_dir, test_after=False)
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("recipe", ["demo-noisy.yaml", "enhance-noisy.yaml"])
 def test_prepared_corpus_recipes_train_two_steps(recipe: str, tmp_path: Path) -> None:
     spks = 1 if recipe.startswith("enhance") else 2
     root = prepared(tmp_path / "corpus", num_spks=spks, n_valid=2, n_test=2)
-    summary = _smoke(recipe, root, tmp_path / "run", "data.mixtures_per_epoch=4")
+    summary = train_recipe_two_steps(recipe, root, tmp_path / "run", "data.mixtures_per_epoch=4")
     assert summary["updates"] == 2
 
 
@@ -314,7 +294,7 @@ def test_prepared_corpus_recipes_train_two_steps(recipe: str, tmp_path: Path) ->
 def test_the_noise_as_an_extra_source_trains_and_tests(tmp_path: Path) -> None:
     root = prepared(tmp_path / "corpus", n_valid=2, n_test=2)
     extra = ["data.noise_as_source=true", "model.num_spks=3", "data.mixtures_per_epoch=4"]
-    summary = _smoke("demo-noisy.yaml", root, tmp_path / "run", *extra, *TINY_MODEL)
+    summary = train_recipe_two_steps("demo-noisy.yaml", root, tmp_path / "run", *extra, *TINY_MODEL)
     assert summary["updates"] == 2
 
 
@@ -334,7 +314,7 @@ def test_published_noisy_recipes_train_two_steps(recipe: str, layout: str, tmp_p
     assert cfg.data.use_noise
     data = build_dataset(cfg.data, "valid", train=False, seed=0, cache_path=tmp_path / "v.json")
     assert data.records[0].mix.parent.name == "mix_both" and data[0].noise is not None
-    summary = _smoke(
+    summary = train_recipe_two_steps(
         recipe,
         root,
         tmp_path / "run",

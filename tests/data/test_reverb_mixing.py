@@ -22,7 +22,7 @@ import soundfile as sf
 import torch
 from helpers.noisy_corpus import SMALL_NOISY, prepared, wham_corpus
 from helpers.reverb_corpus import whamr_corpus
-from helpers.training import TINY_MODEL
+from helpers.training import TINY_MODEL, train_recipe_two_steps
 from scipy.signal import correlate, fftconvolve
 from torch.utils.data import DataLoader
 
@@ -368,26 +368,6 @@ def test_whamr_layout_reads_the_reverberant_mixtures_and_anechoic_targets(tmp_pa
 # ------------------------------------------------------------------------- the recipes
 
 
-def _smoke(recipe: str, root: Path, run_dir: Path, *extra: str) -> dict[str, object]:
-    cfg = load_recipe(
-        RECIPES / recipe,
-        [
-            f"data.root={root}",
-            "data.batch_size=1",
-            "data.num_workers=0",
-            "data.max_examples=2",
-            "train.max_steps=2",
-            "train.max_minutes=null",
-            "train.checkpoint_every_minutes=null",
-            "train.progress_bar=false",
-            "train.save_audio=false",
-            *extra,
-        ],
-    )
-    torch.manual_seed(0)
-    return train(cfg, run_dir, test_after=False)
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     "recipe",
@@ -405,7 +385,7 @@ def test_reverberant_recipes_train_two_steps(recipe: str, corpus: Path, tmp_path
         extra = ["data.limit_training_signal_len=true", "data.training_signal_len=2000"]
     cfg = load_recipe(RECIPES / recipe, [f"data.root={root}"])
     assert cfg.data.reverb == (recipe != "convtasnet-whamr.yaml")
-    summary = _smoke(recipe, root, tmp_path / "run", *QUICK_OVERRIDES, *extra)
+    summary = train_recipe_two_steps(recipe, root, tmp_path / "run", *QUICK_OVERRIDES, *extra)
     assert summary["updates"] == 2
 
 

@@ -74,3 +74,32 @@ def train_overrides(corpus: Path, *extra: str, model: Sequence[str] = TINY_MODEL
         *model,
         *extra,
     ]
+
+
+def train_recipe_two_steps(
+    recipe: str, root: Path, run_dir: Path, *extra: str
+) -> dict[str, object]:
+    """A shipped recipe (``sepkit/recipes/<recipe>``), as it is, trained for two steps of one
+    example on ``root``, in this process: the smoke test every recipe gets."""
+    import torch
+
+    from sepkit.recipe import load_recipe
+    from sepkit.run import train
+
+    cfg = load_recipe(
+        Path(__file__).parents[2] / "sepkit" / "recipes" / recipe,
+        [
+            f"data.root={root}",
+            "data.batch_size=1",
+            "data.num_workers=0",
+            "data.max_examples=2",
+            "train.max_steps=2",
+            "train.max_minutes=null",
+            "train.checkpoint_every_minutes=null",
+            "train.progress_bar=false",
+            "train.save_audio=false",
+            *extra,
+        ],
+    )
+    torch.manual_seed(0)
+    return train(cfg, run_dir, test_after=False)
