@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 import torch
 from helpers.noisy_corpus import libri2mix_corpus, prepared, wham_corpus
-from helpers.training import TINY_MODEL, train_recipe_two_steps
+from helpers.training import TINY_MODEL, resume_matches_uninterrupted, train_recipe_two_steps
 from torch.utils.data import DataLoader
 
 from sepkit.config import ConfigError
@@ -33,7 +33,6 @@ from sepkit.data.prepare import PrepareSpec, prepare_corpus
 from sepkit.data.sampler import ResumableSampler
 from sepkit.demo import REAL_SPEECH
 from sepkit.recipe import load_recipe
-from sepkit.run import train
 
 RECIPES = Path(__file__).parents[2] / "sepkit" / "recipes"
 SEED = 7
@@ -177,19 +176,7 @@ def test_a_stopped_and_resumed_noisy_run_ends_bit_identical(corpus: Path, tmp_pa
         *TINY_MODEL,
     ]
 
-    def run(run_dir: Path, epochs: int) -> dict[str, torch.Tensor]:
-        cfg = load_recipe(RECIPES / "demo-noisy.yaml", [*overrides, f"train.epochs={epochs}"])
-        torch.manual_seed(0)
-        train(cfg, run_dir, test_after=False)
-        ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"), key=lambda p: p.stat().st_mtime)
-        return torch.load(ckpts[-1], map_location="cpu", weights_only=False)["model_state"]
-
-    expected = run(tmp_path / "reference", 2)
-    run(tmp_path / "resumed", 1)
-    final = run(tmp_path / "resumed", 2)
-    assert "resumed from" in (tmp_path / "resumed" / "train.log").read_text()
-    assert expected.keys() == final.keys()
-    assert all(torch.equal(expected[k], final[k]) for k in expected)
+    assert resume_matches_uninterrupted("demo-noisy.yaml", overrides, tmp_path)
 
 
 # ----------------------------------------------------------------------- held-out noise

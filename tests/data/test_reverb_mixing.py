@@ -22,7 +22,7 @@ import soundfile as sf
 import torch
 from helpers.noisy_corpus import SMALL_NOISY, prepared, wham_corpus
 from helpers.reverb_corpus import whamr_corpus
-from helpers.training import TINY_MODEL, train_recipe_two_steps
+from helpers.training import TINY_MODEL, resume_matches_uninterrupted, train_recipe_two_steps
 from scipy.signal import correlate, fftconvolve
 from torch.utils.data import DataLoader
 
@@ -39,7 +39,6 @@ from sepkit.data.rooms import RirPool, RoomConfig
 from sepkit.data.sampler import ResumableSampler
 from sepkit.demo import REAL_SPEECH
 from sepkit.recipe import load_recipe
-from sepkit.run import train
 
 needs_rooms = pytest.mark.skipif(
     importlib.util.find_spec("pyroomacoustics") is None,
@@ -237,18 +236,7 @@ def test_a_stopped_and_resumed_reverberant_run_ends_bit_identical(
         *TINY_MODEL,
     ]
 
-    def run(run_dir: Path, epochs: int) -> dict[str, torch.Tensor]:
-        cfg = load_recipe(RECIPES / "demo-reverb.yaml", [*overrides, f"train.epochs={epochs}"])
-        torch.manual_seed(0)
-        train(cfg, run_dir, test_after=False)
-        ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"), key=lambda p: p.stat().st_mtime)
-        return torch.load(ckpts[-1], map_location="cpu", weights_only=False)["model_state"]
-
-    expected = run(tmp_path / "reference", 2)
-    run(tmp_path / "resumed", 1)
-    final = run(tmp_path / "resumed", 2)
-    assert "resumed from" in (tmp_path / "resumed" / "train.log").read_text()
-    assert all(torch.equal(expected[k], final[k]) for k in expected)
+    assert resume_matches_uninterrupted("demo-reverb.yaml", overrides, tmp_path)
 
 
 @needs_rooms

@@ -103,3 +103,31 @@ def train_recipe_two_steps(
     )
     torch.manual_seed(0)
     return train(cfg, run_dir, test_after=False)
+
+
+def resume_matches_uninterrupted(recipe: str, overrides: Sequence[str], work: Path) -> bool:
+    """Train a shipped recipe for 2 epochs straight, and for 1 epoch then 2 more (a stop and a
+    resume in between, same run directory); whether the final weights are bit-identical."""
+    import torch
+
+    from sepkit.recipe import load_recipe
+    from sepkit.run import train
+
+    def run(run_dir: Path, epochs: int) -> dict[str, torch.Tensor]:
+        path = Path(__file__).parents[2] / "sepkit" / "recipes" / recipe
+        cfg = load_recipe(path, [*overrides, f"train.epochs={epochs}"])
+        torch.manual_seed(0)
+        train(cfg, run_dir, test_after=False)
+        ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"), key=lambda p: p.stat().st_mtime)
+        state: dict[str, torch.Tensor] = torch.load(
+            ckpts[-1], map_location="cpu", weights_only=False
+        )["model_state"]
+        return state
+
+    expected = run(work / "reference", 2)
+    run(work / "resumed", 1)
+    final = run(work / "resumed", 2)
+    assert "resumed from" in (work / "resumed" / "train.log").read_text()
+    return expected.keys() == final.keys() and all(
+        torch.equal(expected[k], final[k]) for k in expected
+    )
